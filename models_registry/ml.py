@@ -1,0 +1,261 @@
+"""The machine-learning boundary: build, fit, save, load, score and explain. Everything else in the
+project passes plain rows (dicts of attributes) and a schema to this module and gets numbers back."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+from sklearn.impute import SimpleImputer
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+ISOLATION_FOREST = "isolation_forest"
+HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
+
+# Types a model file may contain. Loading anything else is refused even when the sha256 matches,
+# so a tampered store that also rewrote the database row still cannot make us instantiate
+# arbitrary classes.
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+_TRUSTED_EXACT = {"functools.partial"}  # HistGradientBoosting keeps a partial of its own loss function
+
+
+class ModelIntegrityError(Exception):
+    """The artifact on disk is not the one the registry recorded, or holds untrusted types."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    numeric: list[str]  # numeric and boolean attributes, as floats
+    categorical: list[str]  # categorical attributes, as strings
+
+    @classmethod
+    def from_schema(cls, schema: dict[str, str]) -> FeatureSpec:
+        # Free-text attributes are kept on the event and shown to reviewers but not modelled.
+        numeric = [k for k, t in schema.items() if t in ("numeric", "boolean")]
+        categorical = [k for k, t in schema.items() if t == "categorical"]
+        return cls(numeric=numeric, categorical=categorical)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.categorical + self.numeric
+
+
+def frame_from_rows(rows: list[dict[str, Any]], spec: FeatureSpec) -> pd.DataFrame:
+    """Rows of attributes to a DataFrame of model inputs; a missing attribute becomes NaN."""
+    data: dict[str, Any] = {}
+    for col in spec.categorical:
+        data[col] = np.array([_as_category(r.get(col)) for r in rows], dtype=object)
+    for col in spec.numeric:
+        data[col] = np.array([_as_number(r.get(col)) for r in rows], dtype=np.float64)
+    return pd.DataFrame(data, columns=spec.columns)
+
+
+def _as_category(value: Any) -> Any:
+    if value is None:
+        return np.nan
+    return str(value)
+
+
+def _as_number(value: Any) -> float:
+    if value is None:
+        return np.nan
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def build_pipeline(spec: FeatureSpec, algorithm: str, random_state: int = 0) -> Pipeline:
+    n_cat = len(spec.categorical)
+    if algorithm == HIST_GRADIENT_BOOSTING:
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+            max_categories=250,  # HistGradientBoosting bins a categorical feature into at most 255 bins
+        )
+        pre = ColumnTransformer(
+            [("cat", encoder, spec.categorical), ("num", "passthrough", spec.numeric)],
+            verbose_feature_names_out=False,
+        )
+        model = HistGradientBoostingClassifier(
+            categorical_features=[i < n_cat for i in range(len(spec.columns))],
+            class_weight="balanced",
+            max_iter=200,
+            random_state=random_state,
+        )
+    elif algorithm == ISOLATION_FOREST:
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1, max_categories=250
+        )
+        pre = ColumnTransformer(
+            [("cat", encoder, spec.categorical), ("num", SimpleImputer(strategy="median", keep_empty_features=True), spec.numeric)],
+            verbose_feature_names_out=False,
+        )
+        model = IsolationForest(n_estimators=200, random_state=random_state)
+    else:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    return Pipeline([("pre", pre), ("model", model)])
+
+
+def fit(spec: FeatureSpec, algorithm: str, X: pd.DataFrame, y: np.ndarray | None = None) -> dict[str, Any]:
+    """Fit a pipeline and return the bundle that is saved as one artifact."""
+    pipeline = build_pipeline(spec, algorithm)
+    if algorithm == HIST_GRADIENT_BOOSTING:
+        if y is None or len(np.unique(y)) < 2:
+            raise ValueError("supervised training needs labels of both classes")
+        pipeline.fit(X, y)
+    else:
+        pipeline.fit(X)
+    return {
+        "algorithm": algorithm,
+        "pipeline": pipeline,
+        "categorical": list(spec.categorical),
+        "numeric": list(spec.numeric),
+        "reference": _reference_values(spec, X),
+    }
+
+
+def _reference_values(spec: FeatureSpec, X: pd.DataFrame) -> dict[str, Any]:
+    """A typical value per feature (mode or median): the baseline an explanation compares against."""
+    ref: dict[str, Any] = {}
+    for col in spec.categorical:
+        mode = X[col].dropna().mode()
+        ref[col] = str(mode.iloc[0]) if len(mode) else None
+    for col in spec.numeric:
+        median = X[col].median()
+        ref[col] = None if pd.isna(median) else float(median)
+    return ref
+
+
+def bundle_spec(bundle: dict[str, Any]) -> FeatureSpec:
+    return FeatureSpec(numeric=list(bundle["numeric"]), categorical=list(bundle["categorical"]))
+
+
+def predict_scores(bundle: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
+    """Risk scores in [0, 1], higher meaning more likely a threat.
+
+    For IsolationForest this is the anomaly score s(x) = 2^(-E[h(x)]/c(n)) of Liu et al., which
+    sklearn's score_samples returns negated: near 1 is anomalous, below 0.5 is ordinary.
+    """
+    pipeline = bundle["pipeline"]
+    if bundle["algorithm"] == ISOLATION_FOREST:
+        return np.clip(-pipeline.score_samples(X), 0.0, 1.0)
+    return pipeline.predict_proba(X)[:, 1]
+
+
+def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, top_k: int = 5) -> list[list[dict[str, Any]]]:
+    """Per-event attributions: how much the score drops (or rises) when one attribute is replaced
+    by its typical training value. Positive means the attribute pushed this event's score up."""
+    spec = bundle_spec(bundle)
+    reference = bundle["reference"]
+    n = len(X)
+    if n == 0:
+        return []
+    deltas = np.zeros((n, len(spec.columns)))
+    for j, col in enumerate(spec.columns):
+        ref = reference.get(col)
+        X_mod = X.copy()
+        X_mod[col] = ref if ref is not None else np.nan
+        if col in spec.numeric:
+            X_mod[col] = X_mod[col].astype(np.float64)
+        deltas[:, j] = base_scores - predict_scores(bundle, X_mod)
+    out: list[list[dict[str, Any]]] = []
+    for i in range(n):
+        order = np.argsort(-np.abs(deltas[i]))[:top_k]
+        out.append(
+            [
+                {"attribute": spec.columns[j], "contribution": round(float(deltas[i, j]), 4), "typical": reference.get(spec.columns[j])}
+                for j in order
+                if abs(deltas[i, j]) > 1e-6
+            ]
+        )
+    return out
+
+
+def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | None]:
+    y_true = np.asarray(y_true).astype(int)
+    pred = scores >= threshold
+    positives = int(y_true.sum())
+    negatives = int(len(y_true) - positives)
+    tp = int((pred & (y_true == 1)).sum())
+    fp = int((pred & (y_true == 0)).sum())
+    both = positives > 0 and negatives > 0
+    return {
+        "n": int(len(y_true)),
+        "positives": positives,
+        "roc_auc": float(roc_auc_score(y_true, scores)) if both else None,
+        "pr_auc": float(average_precision_score(y_true, scores)) if both else None,
+        "accuracy_at_threshold": float((pred == (y_true == 1)).mean()) if len(y_true) else None,
+        "precision_at_threshold": tp / (tp + fp) if (tp + fp) else None,
+        "recall_at_threshold": tp / positives if positives else None,
+        "fpr_at_threshold": fp / negatives if negatives else None,
+        "threshold": threshold,
+    }
+
+
+def paired_bootstrap(
+    y_true: np.ndarray, cand: np.ndarray, champ: np.ndarray, threshold: float, n_boot: int = 300, seed: int = 0
+) -> dict[str, Any]:
+    """95% paired-bootstrap intervals for candidate minus champion on the same held-out rows:
+    PR AUC (higher is better) and false-positive rate at the operating threshold (lower is better)."""
+    rng = np.random.default_rng(seed)
+    y_true = np.asarray(y_true).astype(int)
+    n = len(y_true)
+    d_pr, d_fpr = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        yt = y_true[idx]
+        if yt.min() == yt.max():
+            continue
+        d_pr.append(average_precision_score(yt, cand[idx]) - average_precision_score(yt, champ[idx]))
+        neg = yt == 0
+        d_fpr.append(float((cand[idx][neg] >= threshold).mean() - (champ[idx][neg] >= threshold).mean()))
+    def ci(values: list[float]) -> dict[str, float]:
+        arr = np.asarray(values)
+        return {"mean": float(arr.mean()), "low": float(np.quantile(arr, 0.025)), "high": float(np.quantile(arr, 0.975))}
+    return {"resamples": len(d_pr), "delta_pr_auc": ci(d_pr), "delta_fpr": ci(d_fpr)}
+
+
+def save(bundle: dict[str, Any], path: Path) -> str:
+    """Write the bundle with skops (no pickle) atomically and return its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    sio.dump(bundle, tmp)
+    os.replace(tmp, path)
+    return sha256_of(path)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load(path: Path, expected_sha256: str) -> dict[str, Any]:
+    """Load a bundle after checking its sha256 and that it holds only scikit-learn/numpy types."""
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:
+        raise ModelIntegrityError(f"cannot read model file {path}: {exc}") from exc
+    if actual != expected_sha256:
+        raise ModelIntegrityError(f"sha256 mismatch for {path}: expected {expected_sha256}, found {actual}")
+    untrusted = sio.get_untrusted_types(file=path)
+    foreign = [t for t in untrusted if not (t.startswith(_TRUSTED_PREFIXES) or t in _TRUSTED_EXACT)]
+    if foreign:
+        raise ModelIntegrityError(f"model file {path} holds types outside scikit-learn/numpy: {foreign}")
+    return sio.load(path, trusted=untrusted)

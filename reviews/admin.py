@@ -1,0 +1,78 @@
+"""Django admin: sources and policies are editable; events, items and verdicts are read-only here
+(they change only through the services); the audit trail can be read, never changed."""
+
+from django.contrib import admin
+
+from reviews import services
+from reviews.models import AuditEntry, Event, Label, Policy, ReviewItem, Source, Verdict
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["source", "review_threshold", "thresholds", "audit_sample_rate", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False  # a policy is created with its source
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        services.policy_update(
+            policy=obj,
+            actor=request.user,
+            thresholds=obj.thresholds,
+            review_threshold=obj.review_threshold,
+            audit_sample_rate=obj.audit_sample_rate,
+        )
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "source", "external_id", "entity", "status", "score", "proposed_action", "received_at"]
+    list_filter = ["source", "status", "proposed_action"]
+    search_fields = ["external_id", "entity"]
+    show_full_result_count = False
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(ReadOnlyAdmin):
+    list_display = ["id", "source", "state", "proposed_action", "score", "claimed_by", "created_at"]
+    list_filter = ["state", "source", "proposed_action"]
+
+
+@admin.register(Verdict)
+class VerdictAdmin(ReadOnlyAdmin):
+    list_display = ["id", "item", "reviewer", "verdict", "reason", "created_at"]
+    list_filter = ["verdict", "reason"]
+
+
+@admin.register(Label)
+class LabelAdmin(ReadOnlyAdmin):
+    list_display = ["event", "is_threat", "origin", "created_at"]
+    list_filter = ["origin", "is_threat"]
+    show_full_result_count = False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_label", "verb", "object_type", "object_id"]
+    list_filter = ["verb"]
+    search_fields = ["actor_label", "object_id"]

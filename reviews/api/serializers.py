@@ -1,0 +1,141 @@
+"""Input and output serializers of the review API."""
+
+from rest_framework import serializers
+
+from reviews.choices import ReasonCode, VerdictChoice
+from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
+from reviews.choices import Action
+
+
+class EventInSerializer(serializers.Serializer):
+    """Documentation of one submitted event; validation is done by reviews.validation so that a
+    batch reports every bad row by index."""
+
+    external_id = serializers.CharField(max_length=200)
+    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a time-zone offset")
+    entity = serializers.CharField(max_length=200)
+    attributes = serializers.DictField(help_text="Every attribute of the source's schema; null when unknown")
+
+
+class EventBatchInSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    events = EventInSerializer(many=True, required=False, help_text="1 to 5,000 events; or send one event's fields at the top level")
+
+
+class IngestedEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    status = serializers.CharField()
+    duplicate = serializers.BooleanField(required=False)
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    events = IngestedEventSerializer(many=True)
+
+
+class ReviewSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    verdict = serializers.CharField(allow_null=True)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    model_version = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Event
+        fields = [
+            "id", "source", "external_id", "entity", "occurred_at", "received_at", "attributes", "status",
+            "score", "model_version", "proposed_action", "explanation", "scored_at", "review",
+        ]
+
+    def get_model_version(self, obj: Event) -> int | None:
+        return obj.model_version.version if obj.model_version_id else None
+
+    def get_review(self, obj: Event) -> dict | None:
+        item = getattr(obj, "review_item", None)
+        if item is None:
+            return None
+        verdict = item.verdicts.order_by("-created_at").values_list("verdict", flat=True).first() if item.state == "decided" else None
+        return {"id": item.id, "state": item.state, "verdict": verdict}
+
+
+class ReviewItemSerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    event = EventSerializer(read_only=True)
+
+    class Meta:
+        model = ReviewItem
+        fields = ["id", "source", "state", "proposed_action", "score", "priority", "claimed_by", "claim_expires_at", "created_at", "decided_at", "event"]
+
+
+class DecisionInSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=VerdictChoice.choices)
+    reason = serializers.ChoiceField(choices=ReasonCode.choices)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+    def validate_note(self, value: str) -> str:
+        if "\x00" in value:
+            raise serializers.ValidationError("must not contain NUL characters")
+        return value
+
+
+class VerdictOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField(source="item_id")
+    verdict = serializers.CharField()
+    reason = serializers.CharField()
+    note = serializers.CharField()
+    reviewer = serializers.CharField(source="reviewer.username")
+    created_at = serializers.DateTimeField()
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    schema = serializers.DictField(child=serializers.ChoiceField(choices=AttributeType.choices))
+
+    class Meta:
+        model = Source
+        fields = ["id", "name", "description", "schema", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_schema(self, value: dict) -> dict:
+        if not value:
+            raise serializers.ValidationError("must name at least one attribute")
+        for name in value:
+            if not name or len(name) > 100 or "\x00" in name or name.startswith("_"):
+                raise serializers.ValidationError(f"invalid attribute name {name[:100]!r}")
+        return value
+
+
+class ThresholdSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW])
+    min_score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    thresholds = ThresholdSerializer(many=True)
+    review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)
+    audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+    class Meta:
+        model = Policy
+        fields = ["source", "thresholds", "review_threshold", "audit_sample_rate", "updated_at"]
+        read_only_fields = ["source", "updated_at"]
+
+    def validate_thresholds(self, value: list[dict]) -> list[dict]:
+        actions = [t["action"] for t in value]
+        if len(set(actions)) != len(actions):
+            raise serializers.ValidationError("each action may appear once")
+        ordered = sorted(value, key=lambda t: t["min_score"])
+        from reviews.choices import ACTION_SEVERITY
+
+        severities = [ACTION_SEVERITY[t["action"]] for t in ordered]
+        if severities != sorted(severities):
+            raise serializers.ValidationError("a more severe action needs a higher min_score")
+        return [{"action": t["action"], "min_score": t["min_score"]} for t in ordered]

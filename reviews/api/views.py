@@ -1,0 +1,155 @@
+"""REST API v1 for events, review items, sources and policies."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from reviews import selectors, services
+from reviews.api import serializers as s
+from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsReviewer, ReadReviewerWriteAdmin
+from reviews.choices import ReviewState
+from reviews.models import Source, Verdict
+from reviews.validation import FieldError
+
+
+class IdCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class QueueCursorPagination(CursorPagination):
+    ordering = selectors.QUEUE_ORDER
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("source", str, description="source name"),
+        OpenApiParameter("status", str),
+        OpenApiParameter("entity", str),
+    ]
+)
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.EventSerializer
+    permission_classes = [CanReadEvents]
+    pagination_class = IdCursorPagination
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [CanSubmitEvents()]
+        return [CanReadEvents()]
+
+    @extend_schema(request=s.EventBatchInSerializer, responses={202: s.IngestResultSerializer})
+    def create(self, request):
+        """Submit one event or a batch of up to 5,000. All or nothing; duplicates reported, not stored."""
+        body = request.data
+        if not isinstance(body, dict):
+            raise services.BatchInvalid([FieldError("body", "must be a JSON object")])
+        source_name = body.get("source")
+        if not isinstance(source_name, str) or not source_name:
+            raise services.BatchInvalid([FieldError("source", "is required (the source's name)")])
+        source = Source.objects.filter(name=source_name[:64]).first()
+        if source is None:
+            raise services.BatchInvalid([FieldError("source", f"unknown source {source_name[:100]!r}")])
+        if "events" in body:
+            rows = body["events"]
+            if not isinstance(rows, list):
+                raise services.BatchInvalid([FieldError("events", "must be a list of events")])
+            if not 1 <= len(rows) <= settings.SECAI_MAX_BATCH:
+                raise services.BatchInvalid([FieldError("events", f"must hold 1 to {settings.SECAI_MAX_BATCH} events, got {len(rows)}")])
+            extra = [k for k in body if k not in ("source", "events")]
+            if extra:
+                raise services.BatchInvalid([FieldError(str(k)[:100], "is not a known field of a batch") for k in extra])
+        else:
+            rows = [{k: v for k, v in body.items() if k != "source"}]
+        result = services.events_ingest(source=source, rows=rows)
+        return Response(s.IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+    def get_queryset(self):
+        p = self.request.query_params
+        return selectors.event_list(source=p.get("source"), status=p.get("status"), entity=p.get("entity")).prefetch_related(
+            Prefetch("review_item__verdicts", queryset=Verdict.objects.order_by("-created_at"))
+        )
+
+
+@extend_schema(parameters=[OpenApiParameter("state", str, description="open (default), claimed, decided, active or all"), OpenApiParameter("source", str)])
+class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.ReviewItemSerializer
+    permission_classes = [IsReviewer]
+    pagination_class = QueueCursorPagination
+
+    def get_queryset(self):
+        p = self.request.query_params
+        state = p.get("state", ReviewState.OPEN)
+        source = None
+        if p.get("source"):
+            source = Source.objects.filter(name=p["source"]).first()
+            if source is None:
+                return selectors.review_queue(state=state).none()
+        return selectors.review_queue(state=None if state == "all" else state, source=source)
+
+    @extend_schema(request=None, responses={200: s.ReviewItemSerializer, 204: None})
+    @action(detail=False, methods=["post"], url_path="claim-next")
+    def claim_next(self, request):
+        source = None
+        if request.query_params.get("source"):
+            source = get_object_or_404(Source, name=request.query_params["source"])
+        item = services.review_item_claim_next(reviewer=request.user, source=source)
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+
+    @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        item = services.review_item_claim(item=self.get_object(), reviewer=request.user)
+        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+
+    @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        item = services.review_item_release(item=self.get_object(), reviewer=request.user)
+        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+
+    @extend_schema(request=s.DecisionInSerializer, responses={200: s.VerdictOutSerializer})
+    @action(detail=True, methods=["post"])
+    def decision(self, request, pk=None):
+        item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+        data = s.DecisionInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        verdict = services.verdict_submit(item=item, reviewer=request.user, **data.validated_data)
+        return Response(s.VerdictOutSerializer(verdict).data)
+
+
+class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.SourceSerializer
+    permission_classes = [ReadReviewerWriteAdmin]
+    queryset = Source.objects.order_by("name")
+    lookup_field = "name"
+    pagination_class = None
+
+    def perform_create(self, serializer):
+        serializer.instance = services.source_create(actor=self.request.user, **serializer.validated_data)
+
+    @extend_schema(request=s.PolicySerializer, responses={200: s.PolicySerializer})
+    @action(detail=True, methods=["get", "patch"], permission_classes=[IsAdmin])
+    def policy(self, request, name=None):
+        source = self.get_object()
+        policy = source.policy
+        if request.method == "GET":
+            return Response(s.PolicySerializer(policy).data)
+        data = s.PolicySerializer(policy, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        policy = services.policy_update(policy=policy, actor=request.user, **data.validated_data)
+        return Response(s.PolicySerializer(policy).data)

@@ -1,0 +1,62 @@
+"""Enumerations shared by the review models, services and API."""
+
+from django.db import models
+
+
+class AttributeType(models.TextChoices):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    BOOLEAN = "boolean"
+    TEXT = "text"
+
+
+class EventStatus(models.TextChoices):
+    RECEIVED = "received"  # stored, waiting to be scored
+    SCORED = "scored"  # transitional, never persisted for long
+    CLEARED = "cleared"  # scored below the review threshold
+    QUEUED = "queued"  # a review item is open for it
+    DECIDED = "decided"  # a reviewer decided its review item
+    HISTORICAL = "historical"  # imported labelled history: training data, never scored or queued
+
+
+class Action(models.TextChoices):
+    """Proposed actions, in increasing severity (the order of the members is the order of severity)."""
+
+    ALLOW = "allow"
+    STEP_UP = "step_up", "step-up authentication"
+    DENY = "deny", "deny access"
+    BLOCK = "block", "block entity"
+
+
+ACTION_SEVERITY = {action.value: rank for rank, action in enumerate(Action)}
+
+
+class ReviewState(models.TextChoices):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DECIDED = "decided"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+
+
+class VerdictChoice(models.TextChoices):
+    APPROVE = "approve"  # the proposed action was right: a threat
+    OVERTURN = "overturn"  # the proposed action was wrong: a false positive
+
+
+class ReasonCode(models.TextChoices):
+    CONFIRMED_ATTACK = "confirmed_attack", "confirmed attack"
+    POLICY_VIOLATION = "policy_violation", "policy violation"
+    SUSPICIOUS_PATTERN = "suspicious_pattern", "suspicious pattern"
+    KNOWN_BENIGN = "known_benign", "known benign activity"
+    EXPECTED_BEHAVIOUR = "expected_behaviour", "expected behaviour of this entity"
+    MODEL_ERROR = "model_error", "model error"
+    INSUFFICIENT_EVIDENCE = "insufficient_evidence", "insufficient evidence"
+    OTHER = "other"
+
+
+class LabelOrigin(models.TextChoices):
+    VERDICT = "verdict"
+    IMPORT = "import"
+    APPEAL = "appeal"
+    AUDIT_SAMPLE = "audit_sample"

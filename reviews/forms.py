@@ -1,0 +1,48 @@
+"""Console forms."""
+
+from django import forms
+
+from reviews.choices import Action, ReasonCode, VerdictChoice
+
+
+class DecisionForm(forms.Form):
+    verdict = forms.ChoiceField(choices=VerdictChoice.choices, widget=forms.RadioSelect)
+    reason = forms.ChoiceField(choices=ReasonCode.choices)
+    note = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    then = forms.ChoiceField(choices=[("next", "next"), ("stay", "stay")], required=False)
+
+    def clean_note(self) -> str:
+        note = self.cleaned_data.get("note", "")
+        if "\x00" in note:
+            raise forms.ValidationError("The note must not contain NUL characters.")
+        return note
+
+
+class PolicyForm(forms.Form):
+    review_threshold = forms.FloatField(min_value=0, max_value=1, help_text="events scoring at or above this are queued for review")
+    step_up = forms.FloatField(min_value=0, max_value=1, required=False, label="step-up authentication from")
+    deny = forms.FloatField(min_value=0, max_value=1, required=False, label="deny access from")
+    block = forms.FloatField(min_value=0, max_value=1, required=False, label="block entity from")
+
+    def clean(self):
+        data = super().clean()
+        last = -1.0
+        for name in ("step_up", "deny", "block"):
+            value = data.get(name)
+            if value is None:
+                continue
+            if value <= last:
+                raise forms.ValidationError("A more severe action needs a higher score threshold.")
+            last = value
+        return data
+
+    def thresholds(self) -> list[dict]:
+        return [
+            {"action": action.value, "min_score": self.cleaned_data[action.value]}
+            for action in (Action.STEP_UP, Action.DENY, Action.BLOCK)
+            if self.cleaned_data.get(action.value) is not None
+        ]
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500)

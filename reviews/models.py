@@ -1,0 +1,172 @@
+"""Sources, events, policies, review items, verdicts, labels and the audit trail."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from reviews.choices import Action, AttributeType, EventStatus, LabelOrigin, ReasonCode, ReviewState, VerdictChoice
+
+
+class Source(models.Model):
+    """A stream of events sharing one attribute schema: {"name": "numeric"|"categorical"|"boolean"|"text"}."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    schema = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not isinstance(self.schema, dict) or not self.schema:
+            raise ValidationError({"schema": "must be a non-empty object of attribute name to type"})
+        bad = {k: v for k, v in self.schema.items() if v not in AttributeType.values}
+        if bad:
+            raise ValidationError({"schema": f"unknown attribute types: {bad}"})
+
+
+def default_thresholds() -> list[dict]:
+    return [
+        {"action": Action.STEP_UP.value, "min_score": 0.5},
+        {"action": Action.DENY.value, "min_score": 0.8},
+    ]
+
+
+class Policy(models.Model):
+    """Score thresholds mapping a score to a proposed action, and when a human must look."""
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, related_name="policy")
+    # Ordered by min_score ascending; a score takes the action of the highest threshold it reaches,
+    # and "allow" below all of them.
+    thresholds = models.JSONField(default=default_thresholds)
+    review_threshold = models.FloatField(default=0.5)
+    audit_sample_rate = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return f"policy of {self.source}"
+
+    def action_for(self, score: float) -> str:
+        action = Action.ALLOW.value
+        for rule in sorted(self.thresholds, key=lambda r: r["min_score"]):
+            if score >= rule["min_score"]:
+                action = rule["action"]
+        return action
+
+
+class Event(models.Model):
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    external_id = models.CharField(max_length=200)
+    entity = models.CharField(max_length=200, db_index=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    attributes = models.JSONField()
+    status = models.CharField(max_length=16, choices=EventStatus.choices, default=EventStatus.RECEIVED)
+    score = models.FloatField(null=True, blank=True)
+    model_version = models.ForeignKey(
+        "models_registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="scored_events"
+    )
+    proposed_action = models.CharField(max_length=16, choices=Action.choices, blank=True)
+    explanation = models.JSONField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="event_unique_external_id")]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="event_status_received"),
+            models.Index(fields=["source", "status"], name="event_source_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+class ReviewItem(models.Model):
+    # One review item per event: a duplicate scoring delivery cannot queue the event twice.
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="review_item")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="review_items")
+    proposed_action = models.CharField(max_length=16, choices=Action.choices)
+    score = models.FloatField()
+    priority = models.FloatField(db_index=True)
+    state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.OPEN)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_items"
+    )
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "-priority", "created_at"], name="item_queue_order")]
+
+    def __str__(self) -> str:
+        return f"review of {self.event}"
+
+
+class Verdict(models.Model):
+    item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="verdicts")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="verdicts")
+    verdict = models.CharField(max_length=16, choices=VerdictChoice.choices)
+    reason = models.CharField(max_length=32, choices=ReasonCode.choices)
+    note = models.TextField(blank=True, max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "reviewer"], name="verdict_one_per_reviewer")]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.reviewer} on {self.item_id}"
+
+
+class Label(models.Model):
+    """Ground truth for training. One per event: the latest verdict (or the import) wins."""
+
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="label")
+    is_threat = models.BooleanField()
+    origin = models.CharField(max_length=16, choices=LabelOrigin.choices)
+    weight = models.FloatField(default=1.0)
+    verdict = models.ForeignKey(Verdict, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["origin"], name="label_origin")]
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[override]
+        raise PermissionError("audit entries are append-only")
+
+    def delete(self):  # type: ignore[override]
+        raise PermissionError("audit entries are append-only")
+
+
+class AuditEntry(models.Model):
+    """Append-only record of who did what. The application offers no way to change or remove one."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    actor_label = models.CharField(max_length=150)  # "alice", or "system:retrain" for tasks
+    verb = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise PermissionError("audit entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[override]
+        raise PermissionError("audit entries are append-only")

@@ -1,0 +1,338 @@
+"""Writes for the review side: ingesting events, scoring them, claiming and deciding review items."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from reviews.audit import audit_record
+from reviews.choices import ACTION_SEVERITY, EventStatus, LabelOrigin, ReasonCode, ReviewState, VerdictChoice
+from reviews.models import Event, Label, Policy, ReviewItem, Source, Verdict
+from reviews.validation import CleanEvent, FieldError, validate_batch
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A request that is well-formed but cannot be carried out in the current state."""
+
+    status_code = 400
+
+    def __init__(self, message: str, field: str = "non_field_errors"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ItemConflict(ServiceError):
+    status_code = 409
+
+
+class BatchInvalid(Exception):
+    def __init__(self, errors: list[FieldError]):
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+# ---------------------------------------------------------------- sources
+
+
+def source_create(*, name: str, schema: dict[str, str], description: str = "", actor=None) -> Source:
+    with transaction.atomic():
+        source = Source(name=name, schema=schema, description=description)
+        source.full_clean()
+        source.save()
+        Policy.objects.create(source=source)
+        audit_record(actor=actor, verb="source.create", obj=source, after={"name": name, "schema": schema})
+    return source
+
+
+def policy_update(*, policy: Policy, actor, **changes: Any) -> Policy:
+    with transaction.atomic():
+        policy = Policy.objects.select_for_update().get(pk=policy.pk)
+        before = {"thresholds": policy.thresholds, "review_threshold": policy.review_threshold, "audit_sample_rate": policy.audit_sample_rate}
+        for key, value in changes.items():
+            setattr(policy, key, value)
+        policy.save()
+        after = {"thresholds": policy.thresholds, "review_threshold": policy.review_threshold, "audit_sample_rate": policy.audit_sample_rate}
+        audit_record(actor=actor, verb="policy.update", obj=policy, before=before, after=after)
+    return policy
+
+
+# ---------------------------------------------------------------- ingestion
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def events_ingest(*, source: Source, rows: list[Any], status: str = EventStatus.RECEIVED, labels: list[bool] | None = None) -> IngestResult:
+    """Validate and store a batch. All or nothing: any invalid row refuses the whole batch.
+
+    Rows whose (source, external_id) is already stored are reported as duplicates and not stored
+    again. Scoring is enqueued only after commit, so a worker never looks for a row that a
+    rolled-back transaction never wrote.
+    """
+    clean, errors = validate_batch(rows, source.schema)
+    if errors:
+        raise BatchInvalid(errors)
+    return _events_store(source=source, clean=clean, status=status, labels=labels)
+
+
+def _events_store(*, source: Source, clean: list[CleanEvent], status: str, labels: list[bool] | None) -> IngestResult:
+    result = IngestResult()
+    ids = [e.external_id for e in clean]
+    with transaction.atomic():
+        existing: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
+            chunk = ids[start : start + 900]
+            for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list("id", "external_id", "status"):
+                existing[ext] = (pk, st)
+        new = [e for e in clean if e.external_id not in existing]
+        # ignore_conflicts: a concurrent request that inserted the same external_id between our
+        # check and this insert wins; ours is then not stored twice.
+        Event.objects.bulk_create(
+            [
+                Event(source=source, external_id=e.external_id, entity=e.entity, occurred_at=e.occurred_at, attributes=e.attributes, status=status)
+                for e in new
+            ],
+            batch_size=1000,
+            ignore_conflicts=True,
+        )
+        new_ids: dict[str, int] = {}
+        new_external = [e.external_id for e in new]
+        for start in range(0, len(new_external), 900):
+            chunk = new_external[start : start + 900]
+            new_ids.update(dict(Event.objects.filter(source=source, external_id__in=chunk).values_list("external_id", "id")))
+        if labels is not None:
+            label_of = dict(zip(ids, labels))
+            Label.objects.bulk_create(
+                [Label(event_id=new_ids[ext], is_threat=label_of[ext], origin=LabelOrigin.IMPORT) for ext in new_external],
+                batch_size=1000,
+                ignore_conflicts=True,
+            )
+        for e in clean:
+            if e.external_id in existing:
+                pk, st = existing[e.external_id]
+                result.duplicates += 1
+                result.events.append({"id": pk, "external_id": e.external_id, "status": st, "duplicate": True})
+            else:
+                result.accepted += 1
+                result.events.append({"id": new_ids[e.external_id], "external_id": e.external_id, "status": status})
+        if status == EventStatus.RECEIVED:
+            to_score = [new_ids[x] for x in new_external]
+            transaction.on_commit(lambda: enqueue_scoring(to_score))
+    return result
+
+
+def enqueue_scoring(event_ids: list[int]) -> None:
+    """Send ids to the scoring queue in batches. If the broker is down the events stay 'received'
+    in the database, and the sweeper enqueues them once it is back."""
+    from reviews.tasks import score_events
+
+    size = settings.SECAI_SCORE_BATCH
+    for start in range(0, len(event_ids), size):
+        try:
+            score_events.delay(event_ids[start : start + size])
+        except Exception:  # broker unreachable: the sweeper will pick these up
+            logger.exception("could not enqueue %d events for scoring; the sweeper will retry", len(event_ids[start : start + size]))
+            return
+
+
+def events_sweep_unscored(*, older_than_seconds: int | None = None, limit: int = 20_000) -> int:
+    """Re-enqueue events left 'received' (a lost message, a broker outage, no model yet)."""
+    age = settings.SECAI_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timedelta(seconds=age)
+    ids = list(
+        Event.objects.filter(status=EventStatus.RECEIVED, received_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:limit]
+    )
+    if ids:
+        enqueue_scoring(ids)
+    return len(ids)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def priority_for(action: str, score: float) -> float:
+    """Higher first: action severity dominates, the score orders within one action."""
+    return ACTION_SEVERITY.get(action, 0) + float(score)
+
+
+def events_score(*, event_ids: list[int]) -> int:
+    """Score the events among event_ids that are still 'received'; return how many this call scored.
+
+    Idempotent: the model runs outside any transaction, then the write re-claims the rows by their
+    status under a row lock (skip_locked on PostgreSQL; SQLite serialises the transaction), so a
+    duplicate delivery, or a redelivery after a worker died mid-batch, writes each score exactly
+    once and never queues an event twice.
+    """
+    from models_registry.scoring import score_rows
+
+    if not event_ids:
+        return 0
+    pending = list(Event.objects.filter(id__in=event_ids, status=EventStatus.RECEIVED).order_by("id").values("id", "source_id", "attributes"))
+    by_source: dict[int, list[dict]] = {}
+    for row in pending:
+        by_source.setdefault(row["source_id"], []).append(row)
+    scored = 0
+    for source_id, group in by_source.items():
+        outcome = score_rows(source_id=source_id, rows=[r["attributes"] for r in group], policy=Policy.objects.get(source_id=source_id))
+        if outcome is None:
+            continue  # no usable model yet: the events stay 'received' for the sweeper
+        results = {r["id"]: i for i, r in enumerate(group)}
+        now = timezone.now()
+        with transaction.atomic():
+            qs = Event.objects.filter(id__in=list(results), status=EventStatus.RECEIVED)
+            if connection.features.has_select_for_update_skip_locked:
+                qs = qs.select_for_update(skip_locked=True)
+            events = list(qs.only("id", "status"))
+            items = []
+            for event in events:
+                i = results[event.id]
+                action, flagged = outcome.actions[i], outcome.flagged[i]
+                event.score = float(outcome.scores[i])
+                event.model_version_id = outcome.model_version_id
+                event.proposed_action = action
+                event.explanation = outcome.explanations[i]
+                event.scored_at = now
+                event.status = EventStatus.QUEUED if flagged else EventStatus.CLEARED
+                if flagged:
+                    items.append(ReviewItem(event=event, source_id=source_id, proposed_action=action, score=event.score, priority=priority_for(action, event.score)))
+            Event.objects.bulk_update(events, ["score", "model_version", "proposed_action", "explanation", "scored_at", "status"], batch_size=500)
+            # One review item per event is a unique constraint, so even a bug that let two
+            # workers through could not queue an event twice.
+            ReviewItem.objects.bulk_create(items, batch_size=500, ignore_conflicts=True)
+            scored += len(events)
+    return scored
+
+
+# ---------------------------------------------------------------- review items
+
+
+def _claim_filter(reviewer, now) -> Q:
+    return Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED, claimed_by=reviewer) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
+
+
+def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
+    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
+    with transaction.atomic():
+        won = ReviewItem.objects.filter(pk=item.pk).filter(_claim_filter(reviewer, now)).update(
+            state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires
+        )
+        item.refresh_from_db()
+        if not won:
+            raise _conflict_for(item, reviewer)
+        audit_record(actor=reviewer, verb="item.claim", obj=item, after={"claim_expires_at": expires.isoformat()})
+    return item
+
+
+def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewItem | None:
+    """Hand the reviewer their current claim, or the highest-priority open item nobody holds."""
+    from reviews.selectors import review_item_current_claim, review_item_next_candidates
+
+    current = review_item_current_claim(reviewer=reviewer, source=source)
+    if current is not None:
+        return current
+    for _attempt in range(5):
+        with transaction.atomic():
+            candidates = list(review_item_next_candidates(source=source, limit=5))
+            if not candidates:
+                return None
+            for candidate in candidates:
+                try:
+                    return review_item_claim(item=candidate, reviewer=reviewer)
+                except ItemConflict:
+                    continue  # another reviewer won this one between our read and our update
+    return None
+
+
+def review_item_release(*, item: ReviewItem, reviewer) -> ReviewItem:
+    with transaction.atomic():
+        released = ReviewItem.objects.filter(pk=item.pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
+            state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
+        )
+        item.refresh_from_db()
+        if not released:
+            raise _conflict_for(item, reviewer, releasing=True)
+        audit_record(actor=reviewer, verb="item.release", obj=item)
+    return item
+
+
+def review_claims_expire() -> int:
+    now = timezone.now()
+    return ReviewItem.objects.filter(state=ReviewState.CLAIMED, claim_expires_at__lt=now).update(
+        state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
+    )
+
+
+def _conflict_for(item: ReviewItem, reviewer, releasing: bool = False) -> ItemConflict:
+    if item.state == ReviewState.DECIDED:
+        return ItemConflict("This item has already been decided.", field="state")
+    if item.state == ReviewState.CLAIMED and item.claimed_by_id != reviewer.pk:
+        return ItemConflict(f"This item is claimed by {item.claimed_by.get_username()} until {item.claim_expires_at:%H:%M:%S} UTC.", field="state")
+    if releasing:
+        return ItemConflict("You do not hold a claim on this item.", field="state")
+    return ItemConflict(f"This item cannot be taken in state {item.state}.", field="state")
+
+
+def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "") -> Verdict:
+    """Record a reviewer's verdict, close the item and turn it into a training label.
+
+    The state change is a compare-and-set: it succeeds only if the item is open, claimed by this
+    reviewer, or held by a claim that has expired. A second reviewer, or a second submission,
+    gets an ItemConflict (HTTP 409) and changes nothing.
+    """
+    if verdict not in VerdictChoice.values:
+        raise ServiceError(f"verdict must be one of {', '.join(VerdictChoice.values)}", field="verdict")
+    if reason not in ReasonCode.values:
+        raise ServiceError(f"reason must be one of {', '.join(ReasonCode.values)}", field="reason")
+    now = timezone.now()
+    with transaction.atomic():
+        won = ReviewItem.objects.filter(pk=item.pk).filter(_claim_filter(reviewer, now)).update(
+            state=ReviewState.DECIDED, decided_at=now, claimed_by=reviewer, claim_expires_at=None
+        )
+        item.refresh_from_db()
+        if not won:
+            raise _conflict_for(item, reviewer)
+        try:
+            with transaction.atomic():
+                record = Verdict.objects.create(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
+        except IntegrityError as exc:
+            raise ItemConflict("You have already decided this item.", field="state") from exc
+        Event.objects.filter(pk=item.event_id).update(status=EventStatus.DECIDED)
+        Label.objects.update_or_create(
+            event_id=item.event_id,
+            defaults={"is_threat": verdict == VerdictChoice.APPROVE, "origin": LabelOrigin.VERDICT, "verdict": record},
+        )
+        audit_record(
+            actor=reviewer,
+            verb="item.decide",
+            obj=item,
+            before={"state": ReviewState.CLAIMED, "proposed_action": item.proposed_action},
+            after={"state": ReviewState.DECIDED, "verdict": verdict, "reason": reason},
+        )
+        source_id = item.source_id
+        transaction.on_commit(lambda: _maybe_retrain(source_id))
+    return record
+
+
+def _maybe_retrain(source_id: int) -> None:
+    from models_registry.tasks import retrain_if_enough_verdicts
+
+    try:
+        retrain_if_enough_verdicts.delay(source_id)
+    except Exception:  # the nightly schedule retrains anyway
+        logger.exception("could not enqueue the verdict-count retrain check")

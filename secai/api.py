@@ -1,0 +1,57 @@
+"""One error shape for the whole API: {"errors": [{"index"?, "field", "message"}]}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from reviews.services import BatchInvalid, ServiceError
+
+
+def _flatten(detail: Any, field: str = "non_field_errors", index: int | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = str(key) if field == "non_field_errors" else f"{field}.{key}"
+            out.extend(_flatten(value, name, index))
+    elif isinstance(detail, list):
+        for value in detail:
+            out.extend(_flatten(value, field, index))
+    else:
+        entry: dict[str, Any] = {"field": field, "message": str(detail)}
+        if index is not None:
+            entry = {"index": index, **entry}
+        out.append(entry)
+    return out
+
+
+def error_response(errors: list[dict[str, Any]], status_code: int) -> Response:
+    return Response({"errors": errors}, status=status_code)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, BatchInvalid):
+        return error_response([e.as_dict() for e in exc.errors], status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ServiceError):
+        return error_response([{"field": exc.field, "message": exc.message}], exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        return error_response(_flatten(exc.message_dict if hasattr(exc, "error_dict") else exc.messages), status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(detail)
+    elif isinstance(detail, dict) and "detail" in detail:
+        errors = [{"field": "non_field_errors", "message": str(detail["detail"])}]
+    else:
+        errors = _flatten(detail)
+    response.data = {"errors": errors}
+    return response

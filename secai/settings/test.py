@@ -1,0 +1,19 @@
+"""Test settings. The database is PostgreSQL when SECAI_TEST_DB=postgres (what `make test` uses when it
+is reachable) and SQLite otherwise; the broker is set per test (eager for unit tests, Redis for the
+integration tests that start a real worker)."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("SECAI_VAR_DIR", tempfile.mkdtemp(prefix="secai-test-"))
+if os.environ.get("SECAI_TEST_DB", "sqlite") == "postgres":
+    os.environ.setdefault("DATABASE_URL", os.environ.get("SECAI_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/secai"))
+else:
+    os.environ["DATABASE_URL"] = "sqlite:///" + os.path.join(os.environ["SECAI_VAR_DIR"], "test.sqlite3")
+
+from secai.settings.base import *  # noqa: E402,F403
+
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECAI_RETRAIN_AFTER_VERDICTS = 0

@@ -1,0 +1,34 @@
+"""URL map: console, REST API v1, OpenAPI, health checks, Django admin."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from models_registry.api.views import ModelVersionViewSet, RetrainApi
+from reviews.api.views import EventViewSet, ReviewItemViewSet, SourceViewSet
+from secai import health
+
+router = DefaultRouter(trailing_slash=True)
+router.register("events", EventViewSet, basename="event")
+router.register("review-items", ReviewItemViewSet, basename="review-item")
+router.register("sources", SourceViewSet, basename="source")
+router.register("models", ModelVersionViewSet, basename="model")
+
+api_v1 = [
+    path("sources/<slug:name>/retrain/", RetrainApi.as_view(), name="source-retrain"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("api/v1/", include((api_v1, "api"))),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("", include("reviews.urls")),
+]
