@@ -18,6 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
+from threadpoolctl import threadpool_limits
 
 ISOLATION_FOREST = "isolation_forest"
 HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
@@ -113,12 +114,15 @@ def build_pipeline(spec: FeatureSpec, algorithm: str, random_state: int = 0) -> 
 def fit(spec: FeatureSpec, algorithm: str, X: pd.DataFrame, y: np.ndarray | None = None) -> dict[str, Any]:
     """Fit a pipeline and return the bundle that is saved as one artifact."""
     pipeline = build_pipeline(spec, algorithm)
-    if algorithm == HIST_GRADIENT_BOOSTING:
-        if y is None or len(np.unique(y)) < 2:
-            raise ValueError("supervised training needs labels of both classes")
-        pipeline.fit(X, y)
-    else:
-        pipeline.fit(X)
+    # Single-threaded for the same reason as predict_scores: training shares the machine with
+    # scoring workers, and OpenMP threads that spin-wait for a busy core slow everything down.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if algorithm == HIST_GRADIENT_BOOSTING:
+            if y is None or len(np.unique(y)) < 2:
+                raise ValueError("supervised training needs labels of both classes")
+            pipeline.fit(X, y)
+        else:
+            pipeline.fit(X)
     return {
         "algorithm": algorithm,
         "pipeline": pipeline,
@@ -151,9 +155,12 @@ def predict_scores(bundle: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
     sklearn's score_samples returns negated: near 1 is anomalous, below 0.5 is ordinary.
     """
     pipeline = bundle["pipeline"]
-    if bundle["algorithm"] == ISOLATION_FOREST:
-        return np.clip(-pipeline.score_samples(X), 0.0, 1.0)
-    return pipeline.predict_proba(X)[:, 1]
+    # One thread per prediction: a scoring worker is one of several processes on the machine, and
+    # OpenMP's thread start-up dominates on batches of a few thousand rows when cores are shared.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if bundle["algorithm"] == ISOLATION_FOREST:
+            return np.clip(-pipeline.score_samples(X), 0.0, 1.0)
+        return pipeline.predict_proba(X)[:, 1]
 
 
 def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, top_k: int = 5) -> list[list[dict[str, Any]]]:
@@ -161,17 +168,19 @@ def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, to
     by its typical training value. Positive means the attribute pushed this event's score up."""
     spec = bundle_spec(bundle)
     reference = bundle["reference"]
-    n = len(X)
+    n, k = len(X), len(spec.columns)
     if n == 0:
         return []
-    deltas = np.zeros((n, len(spec.columns)))
-    for j, col in enumerate(spec.columns):
-        ref = reference.get(col)
+    # One prediction over all n*k perturbed copies: far cheaper than k calls of n rows each,
+    # since tree ensembles pay a fixed cost per call and per tree.
+    copies = []
+    for col in spec.columns:
         X_mod = X.copy()
-        X_mod[col] = ref if ref is not None else np.nan
-        if col in spec.numeric:
-            X_mod[col] = X_mod[col].astype(np.float64)
-        deltas[:, j] = base_scores - predict_scores(bundle, X_mod)
+        ref = reference.get(col)
+        X_mod[col] = (np.float64(ref) if ref is not None else np.nan) if col in spec.numeric else (ref if ref is not None else np.nan)
+        copies.append(X_mod)
+    perturbed = predict_scores(bundle, pd.concat(copies, ignore_index=True)).reshape(k, n).T
+    deltas = base_scores[:, None] - perturbed
     out: list[list[dict[str, Any]]] = []
     for i in range(n):
         order = np.argsort(-np.abs(deltas[i]))[:top_k]

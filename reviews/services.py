@@ -221,7 +221,7 @@ def events_score(*, event_ids: list[int]) -> int:
 
 
 def _claim_filter(reviewer, now) -> Q:
-    return Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED, claimed_by=reviewer) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
+    return Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
 
 
 def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:

@@ -104,6 +104,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit security events, read scores and review decisions, manage models.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
 # Celery. The default broker is kombu's filesystem transport, which needs no server; production

@@ -1,0 +1,52 @@
+"""Event data comes from outside (any REST client can send any string): it must render as text."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.helpers import claim_next, fill_decision, messages_of, submit_decision
+from tests.factories import EventFactory, ReviewItemFactory
+
+pytestmark = pytest.mark.browser
+
+SCRIPT = "<script>window.__xss=1</script>"
+IMG = '"><img src=x onerror=window.__xss=1>'
+
+
+def assert_no_script_ran(page) -> None:
+    page.wait_for_load_state("load")  # an injected <img src=x> would have failed to load, and fired onerror, by now
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("img").count() == 0
+
+
+def test_hostile_event_data_renders_as_text_on_queue_and_item_pages(alice, login):
+    event = EventFactory(
+        external_id=f"ext{IMG}",
+        entity=f"{SCRIPT}{IMG}",
+        attributes={"bytes": 10, "proto": IMG, "admin": False, "note": SCRIPT, IMG: SCRIPT},
+        explanation=[{"attribute": "note", "typical": SCRIPT, "contribution": 0.25}, {"attribute": "proto", "typical": IMG, "contribution": -0.1}],
+    )
+    item = ReviewItemFactory(event=event)
+
+    page = login(alice)
+    assert_no_script_ran(page)
+    row = page.locator("#queue tbody tr")
+    assert row.count() == 1
+    assert row.locator("td").nth(3).inner_text() == event.entity
+    assert row.locator("td").nth(5).inner_text() == event.external_id
+
+    assert claim_next(page) == item.pk
+    assert_no_script_ran(page)
+    attributes = dict(zip(page.locator("#attributes th").all_inner_texts(), page.locator("#attributes td").all_inner_texts()))
+    assert attributes["note"] == SCRIPT
+    assert attributes["proto"] == IMG
+    assert attributes[IMG] == SCRIPT
+    explanation = page.locator(".card", has_text="Why this score").inner_text()
+    assert SCRIPT in explanation and IMG in explanation
+    assert page.get_by_text(event.entity, exact=True).is_visible()
+
+    # The success message repeats the external id: messages are escaped too.
+    fill_decision(page, verdict="Approve", reason="confirmed attack")
+    submit_decision(page)
+    assert_no_script_ran(page)
+    assert messages_of(page, "success") == [f"Approved: item {item.pk} ({event.external_id}) is decided."]

@@ -1,0 +1,323 @@
+"""The real path end to end: events over HTTP into PostgreSQL, ids over Redis to a separate
+`celery worker` process that scores and trains, and that process's failures (duplicate
+deliveries, SIGKILL mid-batch) leaving every event scored exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+from django.db.models import Count
+from rest_framework.authtoken.models import Token
+
+from models_registry.choices import ModelStatus
+from models_registry.models import ModelVersion
+from reviews.choices import EventStatus, LabelOrigin, ReviewState
+from reviews.models import Event, Label, Policy, ReviewItem, Verdict
+from tests.conftest import NSL_LIVE, nsl_events
+from tests.integration.conftest import Worker, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SCORE = "reviews.tasks.score_events"
+SWEEP = "reviews.tasks.sweep_unscored_events"
+TRAIN = "models_registry.tasks.train_model"
+SCORED = (EventStatus.CLEARED, EventStatus.QUEUED)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def http(user) -> requests.Session:
+    session = requests.Session()
+    token, _ = Token.objects.get_or_create(user=user)
+    session.headers["Authorization"] = f"Token {token.key}"
+    return session
+
+
+def post_events(live_server, user, rows: list[dict]) -> list[int]:
+    reply = http(user).post(f"{live_server.url}/api/v1/events/", json={"source": "nsl-kdd", "events": rows}, timeout=120)
+    assert reply.status_code == 202, reply.text
+    body = reply.json()
+    assert (body["accepted"], body["duplicates"]) == (len(rows), 0)
+    assert {e["status"] for e in body["events"]} == {EventStatus.RECEIVED}
+    return [e["id"] for e in body["events"]]
+
+
+def status_counts(ids: list[int]) -> dict[str, int]:
+    return dict(Counter(Event.objects.filter(id__in=ids).values_list("status", flat=True)))
+
+
+def wait_all_scored(ids: list[int], workers: list[Worker], timeout: float = 90) -> None:
+    wait_until(
+        lambda: not Event.objects.filter(id__in=ids, status=EventStatus.RECEIVED).exists(),
+        timeout=timeout,
+        what=f"the worker to score {len(ids)} events",
+        on_timeout=lambda: f"statuses: {status_counts(ids)}\n" + "\n".join(w.log_tail() for w in workers),
+    )
+
+
+def wait_task_runs(worker: Worker, task: str, count: int, timeout: float = 60) -> dict[str, str]:
+    """The log line comes after the task's transaction committed, so this also waits for that."""
+    return wait_until(
+        lambda: len(worker.succeeded(task)) >= count and worker.succeeded(task),
+        timeout=timeout,
+        what=f"{count} successful runs of {task} on {worker.name}",
+        on_timeout=worker.log_tail,
+    )
+
+
+def events_scored_by(worker: Worker) -> int:
+    """Sum of what score_events returned on this worker: how many events its runs claimed and wrote."""
+    return sum(int(result) for result in worker.succeeded(SCORE).values())
+
+
+def champion_of(source) -> ModelVersion:
+    return ModelVersion.objects.get(source=source, status=ModelStatus.CHAMPION)
+
+
+def assert_scored_once_with_one_item_per_flagged_event(ids: list[int], champion: ModelVersion, policy: Policy) -> None:
+    events = Event.objects.filter(id__in=ids)
+    assert events.count() == len(ids)
+    assert status_counts(ids).keys() <= set(SCORED), status_counts(ids)
+    assert not events.filter(score__isnull=True).exists()
+    assert not events.filter(scored_at__isnull=True).exists()
+    assert set(events.values_list("model_version_id", flat=True)) == {champion.id}
+    flagged = events.filter(score__gte=policy.review_threshold)
+    # Status, review item and score agree event by event, not only in total.
+    assert set(flagged.values_list("id", flat=True)) == set(events.filter(status=EventStatus.QUEUED).values_list("id", flat=True))
+    assert set(ReviewItem.objects.filter(event_id__in=ids).values_list("event_id", flat=True)) == set(flagged.values_list("id", flat=True))
+    assert ReviewItem.objects.filter(event_id__in=ids).count() == flagged.count()
+    assert not ReviewItem.objects.filter(event_id__in=ids).values("event_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert not events.filter(status=EventStatus.CLEARED, score__gte=policy.review_threshold).exists()
+
+
+# ------------------------------------------------------------------ 1. ingest and score
+
+
+def test_posted_batch_is_scored_by_the_worker_process(live_server, trained_source, ingest, alice, secai_worker, settings):
+    settings.SECAI_SCORE_BATCH = 250  # four messages for the worker's two pool processes
+    champion = champion_of(trained_source)
+    policy = Policy.objects.get(source=trained_source)
+    worker = secai_worker(concurrency=2)
+    rows = nsl_events(NSL_LIVE, 1000, prefix="live")
+
+    ids = post_events(live_server, ingest, [r for r, _ in rows])
+
+    wait_all_scored(ids, [worker])
+    assert_scored_once_with_one_item_per_flagged_event(ids, champion, policy)
+    runs = wait_task_runs(worker, SCORE, 4)
+    assert len(runs) == 4
+    assert events_scored_by(worker) == 1000, worker.succeeded(SCORE)
+
+    # The scores come from the trained model: NSL-KDD attacks score higher than normal traffic,
+    # and the review queue holds a real share of the batch, neither nothing nor everything.
+    truth = {r["external_id"]: is_threat for r, is_threat in rows}
+    scores = dict(Event.objects.filter(id__in=ids).values_list("external_id", "score"))
+    threat_scores = [s for ext, s in scores.items() if truth[ext]]
+    benign_scores = [s for ext, s in scores.items() if not truth[ext]]
+    assert sum(threat_scores) / len(threat_scores) > sum(benign_scores) / len(benign_scores) + 0.3
+    flagged = ReviewItem.objects.filter(event_id__in=ids).count()
+    assert 100 < flagged < 1000
+    for item in ReviewItem.objects.filter(event_id__in=ids).select_related("event"):
+        assert item.state == ReviewState.OPEN
+        assert item.score == item.event.score
+        assert item.proposed_action == item.event.proposed_action == policy.action_for(item.score)
+        assert item.event.explanation, "flagged events carry an explanation for the reviewer"
+
+    # What a REST client reads back for a flagged event.
+    event = ReviewItem.objects.filter(event_id__in=ids).order_by("-priority").first().event
+    reply = http(alice).get(f"{live_server.url}/api/v1/events/{event.id}/", timeout=30)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["status"] == EventStatus.QUEUED
+    assert body["model_version"] == champion.version
+    assert body["score"] == pytest.approx(event.score)
+    assert body["review"] == {"id": event.review_item.id, "state": ReviewState.OPEN, "verdict": None}
+
+
+# ------------------------------------------------------------------ 2. decide via the API
+
+
+def test_reviewer_decisions_over_the_api_become_labels(live_server, trained_source, ingest, alice, bob, mallory, secai_worker):
+    worker = secai_worker(concurrency=1)
+    rows = nsl_events(NSL_LIVE, 300, prefix="decide")
+    ids = post_events(live_server, ingest, [r for r, _ in rows])
+    wait_all_scored(ids, [worker])
+    assert ReviewItem.objects.filter(event_id__in=ids).count() >= 2
+
+    base = f"{live_server.url}/api/v1/review-items"
+    assert http(mallory).post(f"{base}/claim-next/", timeout=30).status_code == 403
+
+    reply = http(alice).post(f"{base}/claim-next/", timeout=30)
+    assert reply.status_code == 200, reply.text
+    first = reply.json()
+    top = ReviewItem.objects.filter(event_id__in=ids).order_by("-priority", "created_at", "id").first()
+    assert first["id"] == top.id, "claim-next hands out the highest-priority item"
+    assert (first["state"], first["claimed_by"]) == (ReviewState.CLAIMED, "alice")
+
+    # bob can neither take nor decide alice's claim.
+    reply = http(bob).post(f"{base}/{first['id']}/decision/", json={"verdict": "overturn", "reason": "known_benign"}, timeout=30)
+    assert reply.status_code == 409, reply.text
+    reply = http(bob).post(f"{base}/claim-next/", timeout=30)
+    assert reply.status_code == 200 and reply.json()["id"] != first["id"]
+    second = reply.json()
+
+    reply = http(alice).post(f"{base}/{first['id']}/decision/", json={"verdict": "approve", "reason": "confirmed_attack", "note": "scan"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["verdict"], reply.json()["reviewer"]) == ("approve", "alice")
+    label = Label.objects.get(event_id=first["event"]["id"])
+    assert (label.is_threat, label.origin, label.verdict_id) == (True, LabelOrigin.VERDICT, reply.json()["id"])
+    assert Event.objects.get(pk=first["event"]["id"]).status == EventStatus.DECIDED
+    assert ReviewItem.objects.get(pk=first["id"]).state == ReviewState.DECIDED
+
+    reply = http(bob).post(f"{base}/{second['id']}/decision/", json={"verdict": "overturn", "reason": "known_benign"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    label = Label.objects.get(event_id=second["event"]["id"])
+    assert (label.is_threat, label.origin) == (False, LabelOrigin.VERDICT)
+
+    # A second decision changes nothing.
+    reply = http(alice).post(f"{base}/{first['id']}/decision/", json={"verdict": "overturn", "reason": "model_error"}, timeout=30)
+    assert reply.status_code == 409, reply.text
+    assert Label.objects.get(event_id=first["event"]["id"]).is_threat is True
+    assert Verdict.objects.filter(item_id=first["id"]).count() == 1
+    assert Label.objects.filter(origin=LabelOrigin.VERDICT).count() == 2
+
+
+# ------------------------------------------------------------------ 3. retrain on the training queue
+
+
+def test_admin_retrain_is_trained_and_validated_by_the_worker(live_server, trained_source, ingest, alice, carol, secai_worker, settings):
+    from reviews.services import verdict_submit
+
+    old = champion_of(trained_source)
+    worker = secai_worker(concurrency=1)
+    ids = post_events(live_server, ingest, [r for r, _ in nsl_events(NSL_LIVE, 200, prefix="retrain")])
+    wait_all_scored(ids, [worker])
+    for item in ReviewItem.objects.filter(event_id__in=ids).order_by("-priority")[:3]:
+        verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+
+    url = f"{live_server.url}/api/v1/sources/nsl-kdd/retrain/"
+    assert http(alice).post(url, timeout=30).status_code == 403
+    reply = http(carol).post(url, timeout=30)
+    assert reply.status_code == 202, reply.text
+    run = reply.json()
+    assert (run["status"], run["version"], run["triggered_by"]) == (ModelStatus.TRAINING, old.version + 1, "carol")
+
+    finished = (ModelStatus.CHAMPION, ModelStatus.REJECTED, ModelStatus.FAILED)
+    wait_until(
+        lambda: ModelVersion.objects.filter(pk=run["id"], status__in=finished).exists(),
+        timeout=120,
+        what="the worker to finish the training run",
+        on_timeout=worker.log_tail,
+    )
+    model = ModelVersion.objects.get(pk=run["id"])
+    assert model.status in (ModelStatus.CHAMPION, ModelStatus.REJECTED), f"{model.status}: {model.error}"
+    assert list(worker.succeeded(TRAIN).values()) == [repr(str(model.status))]
+
+    report = model.validation_report
+    assert report["decision"] == ("promote" if model.status == ModelStatus.CHAMPION else "reject")
+    assert report["champion_id"] == old.id, "the candidate was compared with the champion of the time"
+    assert report["holdout_rows"] > 0 and report["candidate"]["pr_auc"] is not None and report["champion"]["pr_auc"] is not None
+    assert "delta_pr_auc" in report["bootstrap"]
+    assert model.metrics == report["candidate"]
+    assert model.training_manifest["labels_by_origin"] == {LabelOrigin.IMPORT: 3000, LabelOrigin.VERDICT: 3}
+    assert model.started_at and model.finished_at and model.finished_at >= model.started_at
+
+    # The worker wrote the artifact into the model store this process uses, intact.
+    path = Path(model.artifact_path)
+    assert path.parent == Path(settings.MODEL_STORE) / "nsl-kdd"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == model.sha256
+
+    old.refresh_from_db()
+    champions = ModelVersion.objects.filter(source=trained_source, status=ModelStatus.CHAMPION)
+    if model.status == ModelStatus.CHAMPION:
+        assert old.status == ModelStatus.RETIRED
+        assert list(champions) == [model]
+    else:
+        assert list(champions) == [old]
+
+
+# ------------------------------------------------------------------ 4. duplicate delivery
+
+
+def test_duplicate_deliveries_score_each_event_once(live_server, trained_source, ingest, secai_worker, settings):
+    from reviews.tasks import score_events
+
+    settings.SECAI_SCORE_BATCH = 500
+    champion = champion_of(trained_source)
+    policy = Policy.objects.get(source=trained_source)
+    worker = secai_worker(concurrency=2)
+    ids = post_events(live_server, ingest, [r for r, _ in nsl_events(NSL_LIVE, 1000, prefix="dup")])
+    # Two more deliveries of every id, racing the two original messages on two pool processes.
+    score_events.delay(ids)
+    score_events.delay(ids)
+
+    wait_all_scored(ids, [worker])
+    wait_task_runs(worker, SCORE, 4)
+    assert events_scored_by(worker) == 1000, f"some event was written by two deliveries: {worker.succeeded(SCORE)}"
+    assert_scored_once_with_one_item_per_flagged_event(ids, champion, policy)
+    before = {row[0]: row[1:] for row in Event.objects.filter(id__in=ids).values_list("id", "scored_at", "score", "model_version_id", "status")}
+    items_before = set(ReviewItem.objects.filter(event_id__in=ids).values_list("id", "event_id", "created_at"))
+
+    # Late duplicates, after everything is scored: they must find nothing to do.
+    late = {score_events.delay(ids).id, score_events.delay(ids[:10]).id}
+    runs = wait_task_runs(worker, SCORE, 6)
+    assert {task_id: runs[task_id] for task_id in late} == dict.fromkeys(late, "0")
+    after = {row[0]: row[1:] for row in Event.objects.filter(id__in=ids).values_list("id", "scored_at", "score", "model_version_id", "status")}
+    assert after == before
+    assert set(ReviewItem.objects.filter(event_id__in=ids).values_list("id", "event_id", "created_at")) == items_before
+
+
+# ------------------------------------------------------------------ 5. SIGKILL mid-batch
+
+
+def test_worker_killed_mid_batch_leaves_every_event_scored_exactly_once(live_server, trained_source, ingest, secai_worker, redis_broker, settings):
+    from reviews.tasks import sweep_unscored_events
+
+    settings.SECAI_SCORE_BATCH = 250
+    total = 5000
+    champion = champion_of(trained_source)
+    policy = Policy.objects.get(source=trained_source)
+    first = secai_worker(concurrency=2)
+    ids = post_events(live_server, ingest, [r for r, _ in nsl_events(NSL_LIVE, total, prefix="kill")])
+
+    # Kill the whole worker (main process and pool children) as soon as its first batch is
+    # written: the next batches are then half-done in its pool processes or still in Redis.
+    wait_until(lambda: first.succeeded(SCORE), timeout=60, interval=0.02, what="the first scoring batch", on_timeout=first.log_tail)
+    first.kill()
+
+    # Only what committed before the kill is in the database; the killed processes' open
+    # transactions can never commit.
+    scored_before = dict(Event.objects.filter(id__in=ids, status__in=SCORED).values_list("id", "scored_at"))
+    assert 0 < len(scored_before) < total, f"the kill did not land mid-batch ({len(scored_before)} of {total} scored)"
+    in_flight = set(first.received(SCORE)) - set(first.succeeded(SCORE))
+    assert in_flight, f"no message was in flight when the worker died\n{first.log_tail()}"
+    # The in-flight messages sit unacknowledged in Redis until the visibility timeout (an hour):
+    # only the sweeper brings their events back.
+    stuck = redis_broker.hlen("unacked")
+    assert stuck >= 1
+    assert events_scored_by(first) <= len(scored_before)
+
+    second = secai_worker(concurrency=2)
+    sweep = sweep_unscored_events.delay()
+    wait_all_scored(ids, [first, second], timeout=120)
+    sweep_runs = wait_task_runs(second, SWEEP, 1)
+    assert int(sweep_runs[sweep.id]) >= 1, "the sweeper found the events of the lost messages"
+
+    # Let second drain every message (those queued at the kill, and the sweep's duplicates of
+    # them) before counting what it wrote; a drained state has to hold on two polls in a row.
+    def drained() -> bool:
+        return redis_broker.llen("scoring") == 0 and redis_broker.hlen("unacked") == stuck and set(second.received(SCORE)) == set(second.succeeded(SCORE))
+
+    wait_until(lambda: drained() and (time.sleep(0.5) or drained()), timeout=60, what="the scoring queue to drain", on_timeout=second.log_tail)
+
+    assert_scored_once_with_one_item_per_flagged_event(ids, champion, policy)
+    # What was scored before the kill was not scored again, and the new worker wrote exactly the
+    # rest: each of its runs reports how many events it claimed.
+    assert dict(Event.objects.filter(id__in=list(scored_before)).values_list("id", "scored_at")) == scored_before
+    assert events_scored_by(second) == total - len(scored_before), second.succeeded(SCORE)

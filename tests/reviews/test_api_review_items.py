@@ -1,0 +1,63 @@
+"""The review-item API: queue, claim-next, decision, and who may use them."""
+
+import pytest
+
+from reviews.models import Verdict
+from tests.factories import ReviewItemFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_claim_next_then_decide(api, alice):
+    item = ReviewItemFactory(priority=3.5)
+    ReviewItemFactory(priority=2.1)
+    got = api(alice).post("/api/v1/review-items/claim-next/")
+    assert got.status_code == 200 and got.json()["id"] == item.pk and got.json()["claimed_by"] == "alice"
+    resp = api(alice).post(f"/api/v1/review-items/{item.pk}/decision/", {"verdict": "overturn", "reason": "known_benign", "note": "vpn"}, format="json")
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["verdict"] == "overturn" and resp.json()["reviewer"] == "alice"
+
+
+def test_empty_queue_is_204(api, alice):
+    assert api(alice).post("/api/v1/review-items/claim-next/").status_code == 204
+
+
+def test_conflicts_are_409(api, alice, bob):
+    item = ReviewItemFactory()
+    assert api(alice).post(f"/api/v1/review-items/{item.pk}/claim/").status_code == 200
+    body = {"verdict": "approve", "reason": "confirmed_attack"}
+    blocked = api(bob).post(f"/api/v1/review-items/{item.pk}/decision/", body, format="json")
+    assert blocked.status_code == 409 and "claimed by alice" in blocked.json()["errors"][0]["message"]
+    assert api(alice).post(f"/api/v1/review-items/{item.pk}/decision/", body, format="json").status_code == 200
+    again = api(alice).post(f"/api/v1/review-items/{item.pk}/decision/", body, format="json")
+    assert again.status_code == 409 and "already been decided" in again.json()["errors"][0]["message"]
+    assert Verdict.objects.count() == 1
+
+
+def test_bad_decision_body_is_400(api, alice):
+    item = ReviewItemFactory()
+    resp = api(alice).post(f"/api/v1/review-items/{item.pk}/decision/", {"verdict": "yes", "reason": "x"}, format="json")
+    assert resp.status_code == 400
+    assert {e["field"] for e in resp.json()["errors"]} == {"verdict", "reason"}
+    assert api(alice).post("/api/v1/review-items/999999/decision/", {"verdict": "approve", "reason": "other"}, format="json").status_code == 404
+
+
+def test_queue_listing_is_ordered_and_filtered(api, alice):
+    a = ReviewItemFactory(priority=2.2)
+    b = ReviewItemFactory(priority=3.3)
+    ReviewItemFactory(priority=3.9, state="decided")
+    data = api(alice).get("/api/v1/review-items/", {"state": "open"}).json()
+    assert [r["id"] for r in data["results"]] == [b.pk, a.pk]
+    assert api(alice).get("/api/v1/review-items/", {"source": "nope"}).json()["results"] == []
+
+
+@pytest.mark.parametrize("persona, expected", [("alice", 200), ("carol", 200), ("mallory", 403), ("ingest", 403), (None, 401)])
+def test_who_may_use_the_queue(api, request, persona, expected):
+    user = request.getfixturevalue(persona) if persona else None
+    item = ReviewItemFactory()
+    assert api(user).get("/api/v1/review-items/").status_code == expected
+    claim = api(user).post("/api/v1/review-items/claim-next/")
+    assert claim.status_code == (200 if expected == 200 else expected)
+    decide = api(user).post(f"/api/v1/review-items/{item.pk}/decision/", {"verdict": "approve", "reason": "other"}, format="json")
+    assert decide.status_code == expected
+    assert Verdict.objects.count() == (1 if expected == 200 else 0)

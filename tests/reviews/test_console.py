@@ -1,0 +1,101 @@
+"""Console pages through Django's test client: who may see what, deciding, bounded queries."""
+
+import pytest
+from django.urls import reverse
+
+from reviews.models import Verdict
+from tests.conftest import PASSWORD
+from tests.factories import EventFactory, ReviewItemFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def login(client, user):
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.mark.parametrize("url_name", ["reviews:queue", "reviews:models"])
+def test_anonymous_is_sent_to_login(client, url_name):
+    resp = client.get(reverse(url_name))
+    assert resp.status_code == 302 and resp["Location"].startswith("/login/")
+
+
+def test_roles_on_console_pages(client, alice, carol, mallory, ingest):
+    item = ReviewItemFactory()
+    pages = [reverse("reviews:queue"), reverse("reviews:item", args=[item.pk])]
+    admin_pages = [reverse("reviews:models"), reverse("reviews:policy", args=[item.source.name])]
+    for user, queue_ok, admin_ok in ((alice, True, False), (carol, True, True), (mallory, False, False), (ingest, False, False)):
+        client.logout()
+        login(client, user)
+        for url in pages:
+            assert client.get(url).status_code == (200 if queue_ok else 403), (user, url)
+        for url in admin_pages:
+            assert client.get(url).status_code == (200 if admin_ok else 403), (user, url)
+    client.logout()
+    login(client, mallory)
+    resp = client.post(reverse("reviews:decide", args=[item.pk]), {"verdict": "approve", "reason": "other"})
+    assert resp.status_code == 403 and not Verdict.objects.exists()
+
+
+def test_queue_lists_highest_risk_first_with_bounded_queries(client, alice, django_assert_max_num_queries):
+    for p in (2.1, 3.8, 2.9):
+        ReviewItemFactory(priority=p, score=p - 2)
+    ReviewItemFactory.create_batch(30)
+    login(client, alice)
+    with django_assert_max_num_queries(10):
+        resp = client.get(reverse("reviews:queue"))
+    rows = resp.context["page"].object_list
+    assert len(rows) == 33 and rows[0].priority == 3.8 and rows[-1].priority == 2.1
+    assert list(rows) == sorted(rows, key=lambda i: -i.priority)
+
+
+def test_claim_next_decide_and_move_on(client, alice):
+    first = ReviewItemFactory(priority=3.9)
+    second = ReviewItemFactory(priority=2.5)
+    login(client, alice)
+    resp = client.post(reverse("reviews:next"))
+    assert resp.status_code == 302 and resp["Location"] == reverse("reviews:item", args=[first.pk])
+    page = client.get(resp["Location"])
+    assert b"decision-form" in page.content
+    resp = client.post(reverse("reviews:decide", args=[first.pk]), {"verdict": "approve", "reason": "confirmed_attack", "then": "next"}, follow=True)
+    assert resp.redirect_chain[-1][0] == reverse("reviews:item", args=[second.pk])
+    assert "Approved: item" in resp.content.decode()
+    assert Verdict.objects.get().item_id == first.pk
+
+
+def test_second_reviewer_gets_a_clear_message(client, alice, bob):
+    item = ReviewItemFactory()
+    login(client, alice)
+    client.post(reverse("reviews:claim", args=[item.pk]))
+    client.logout()
+    login(client, bob)
+    page = client.get(reverse("reviews:item", args=[item.pk]))
+    assert b"decision-form" not in page.content and b"Claimed by <strong>alice</strong>" in page.content
+    resp = client.post(reverse("reviews:decide", args=[item.pk]), {"verdict": "overturn", "reason": "known_benign"}, follow=True)
+    text = resp.content.decode()
+    assert "Your decision was not recorded" in text and "claimed by alice" in text
+    assert not Verdict.objects.exists()
+
+
+def test_attacker_controlled_values_are_escaped(client, alice):
+    evil = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    event = EventFactory(entity=evil, external_id=evil[:50], attributes={"bytes": 1, "proto": evil, "admin": False, "note": evil})
+    item = ReviewItemFactory(event=event)
+    login(client, alice)
+    for url in (reverse("reviews:queue"), reverse("reviews:item", args=[item.pk])):
+        html = client.get(url).content.decode()
+        assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_admin_sets_thresholds_in_the_console(client, carol, alice):
+    item = ReviewItemFactory()
+    url = reverse("reviews:policy", args=[item.source.name])
+    login(client, carol)
+    resp = client.post(url, {"review_threshold": "0.4", "step_up": "0.4", "deny": "0.7", "block": ""}, follow=True)
+    assert "saved" in resp.content.decode()
+    item.source.policy.refresh_from_db()
+    assert item.source.policy.thresholds == [{"action": "step_up", "min_score": 0.4}, {"action": "deny", "min_score": 0.7}]
+    bad = client.post(url, {"review_threshold": "0.4", "step_up": "0.8", "deny": "0.7"})
+    assert bad.status_code == 200 and "more severe action" in bad.content.decode()
