@@ -102,7 +102,10 @@ def build_pipeline(spec: FeatureSpec, algorithm: str, random_state: int = 0) -> 
             handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1, max_categories=250
         )
         pre = ColumnTransformer(
-            [("cat", encoder, spec.categorical), ("num", SimpleImputer(strategy="median", keep_empty_features=True), spec.numeric)],
+            [
+                ("cat", encoder, spec.categorical),
+                ("num", SimpleImputer(strategy="median", keep_empty_features=True), spec.numeric),
+            ],
             verbose_feature_names_out=False,
         )
         model = IsolationForest(n_estimators=200, random_state=random_state)
@@ -177,7 +180,9 @@ def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, to
     for col in spec.columns:
         X_mod = X.copy()
         ref = reference.get(col)
-        X_mod[col] = (np.float64(ref) if ref is not None else np.nan) if col in spec.numeric else (ref if ref is not None else np.nan)
+        X_mod[col] = (
+            (np.float64(ref) if ref is not None else np.nan) if col in spec.numeric else (ref if ref is not None else np.nan)
+        )
         copies.append(X_mod)
     perturbed = predict_scores(bundle, pd.concat(copies, ignore_index=True)).reshape(k, n).T
     deltas = base_scores[:, None] - perturbed
@@ -186,7 +191,11 @@ def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, to
         order = np.argsort(-np.abs(deltas[i]))[:top_k]
         out.append(
             [
-                {"attribute": spec.columns[j], "contribution": round(float(deltas[i, j]), 4), "typical": reference.get(spec.columns[j])}
+                {
+                    "attribute": spec.columns[j],
+                    "contribution": round(float(deltas[i, j]), 4),
+                    "typical": reference.get(spec.columns[j]),
+                }
                 for j in order
                 if abs(deltas[i, j]) > 1e-6
             ]
@@ -232,9 +241,11 @@ def paired_bootstrap(
         d_pr.append(average_precision_score(yt, cand[idx]) - average_precision_score(yt, champ[idx]))
         neg = yt == 0
         d_fpr.append(float((cand[idx][neg] >= threshold).mean() - (champ[idx][neg] >= threshold).mean()))
+
     def ci(values: list[float]) -> dict[str, float]:
         arr = np.asarray(values)
         return {"mean": float(arr.mean()), "low": float(np.quantile(arr, 0.025)), "high": float(np.quantile(arr, 0.975))}
+
     return {"resamples": len(d_pr), "delta_pr_auc": ci(d_pr), "delta_fpr": ci(d_fpr)}
 
 

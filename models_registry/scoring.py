@@ -32,7 +32,11 @@ class ScoreOutcome:
 
 def champion_bundle(source_id: int) -> tuple[int, dict[str, Any]] | None:
     """The champion's (id, bundle); if its file fails the integrity check, keep the last good one."""
-    champion = ModelVersion.objects.filter(source_id=source_id, status=ModelStatus.CHAMPION).values("id", "artifact_path", "sha256").first()
+    champion = (
+        ModelVersion.objects.filter(source_id=source_id, status=ModelStatus.CHAMPION)
+        .values("id", "artifact_path", "sha256")
+        .first()
+    )
     with _lock:
         cached = _cache.get(source_id)
         if champion is None:
@@ -70,6 +74,6 @@ def score_rows(*, source_id: int, rows: list[dict[str, Any]], policy) -> ScoreOu
         # Explanations cost one prediction per attribute, so they are computed only for the
         # events a reviewer will look at.
         per_event = ml.explain(bundle, X.iloc[flagged_idx].reset_index(drop=True), scores[flagged_idx])
-        for i, expl in zip(flagged_idx, per_event):
+        for i, expl in zip(flagged_idx, per_event, strict=True):
             explanations[i] = expl
     return ScoreOutcome(model_version_id=version_id, scores=scores, actions=actions, flagged=flagged, explanations=explanations)

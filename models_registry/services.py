@@ -41,8 +41,16 @@ def training_start(*, source: Source, triggered_by: str, actor=None) -> ModelVer
         with transaction.atomic():
             Source.objects.select_for_update().get(pk=source.pk)  # serialise version numbering
             last = ModelVersion.objects.filter(source=source).aggregate(v=Max("version"))["v"] or 0
-            model = ModelVersion.objects.create(source=source, version=last + 1, status=ModelStatus.TRAINING, triggered_by=triggered_by)
-            audit_record(actor=actor, actor_label=None if actor else triggered_by, verb="model.train_start", obj=model, after={"version": model.version})
+            model = ModelVersion.objects.create(
+                source=source, version=last + 1, status=ModelStatus.TRAINING, triggered_by=triggered_by
+            )
+            audit_record(
+                actor=actor,
+                actor_label=None if actor else triggered_by,
+                verb="model.train_start",
+                obj=model,
+                after={"version": model.version},
+            )
     except IntegrityError as exc:
         raise TrainingConflict(f"a training run for {source.name} is already in progress", field="source") from exc
     return model
@@ -105,17 +113,30 @@ def _train(model: ModelVersion, log: list[str]) -> None:
         algorithm = ml.HIST_GRADIENT_BOOSTING
         X_train = ml.frame_from_rows(train_attrs, spec)
         bundle = ml.fit(spec, algorithm, X_train, y_train)
-        manifest.update({"train_rows": len(y_train), "holdout_rows": len(y_holdout), "split": "time", "holdout_from": times[cut].isoformat() if cut < len(times) else None})
+        manifest.update(
+            {
+                "train_rows": len(y_train),
+                "holdout_rows": len(y_holdout),
+                "split": "time",
+                "holdout_from": times[cut].isoformat() if cut < len(times) else None,
+            }
+        )
     else:
         # Cold start: not enough labels of both classes, so learn what ordinary looks like from
         # the events themselves.
         algorithm = ml.ISOLATION_FOREST
-        recent = list(Event.objects.filter(source=source).order_by("-occurred_at").values_list("attributes", flat=True)[:MAX_UNSUPERVISED_ROWS])
+        recent = list(
+            Event.objects.filter(source=source)
+            .order_by("-occurred_at")
+            .values_list("attributes", flat=True)[:MAX_UNSUPERVISED_ROWS]
+        )
         if not recent:
             raise ServiceError(f"source {source.name} has no events to learn from")
         X_train = ml.frame_from_rows(recent, spec)
         bundle = ml.fit(spec, algorithm, X_train)
-        manifest.update({"train_rows": len(recent), "unsupervised": True, "reason": f"fewer than {min_per_class} labels of each class"})
+        manifest.update(
+            {"train_rows": len(recent), "unsupervised": True, "reason": f"fewer than {min_per_class} labels of each class"}
+        )
         holdout_attrs, y_holdout = attrs, y  # labels were not used to fit, so all of them can validate
     log.append(f"algorithm {algorithm}, trained on {manifest['train_rows']} rows")
 
@@ -124,18 +145,30 @@ def _train(model: ModelVersion, log: list[str]) -> None:
     params = bundle["pipeline"].named_steps["model"].get_params()
     params = {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, type(None)))}
     ModelVersion.objects.filter(pk=model.pk).update(
-        algorithm=algorithm, params=params, feature_schema=source.schema, training_manifest=manifest, artifact_path=str(path), sha256=sha, status=ModelStatus.CANDIDATE
+        algorithm=algorithm,
+        params=params,
+        feature_schema=source.schema,
+        training_manifest=manifest,
+        artifact_path=str(path),
+        sha256=sha,
+        status=ModelStatus.CANDIDATE,
     )
     model.refresh_from_db()
 
-    report = _validate(model=model, bundle=bundle, policy=policy, holdout_attrs=holdout_attrs, y_holdout=y_holdout, spec=spec, log=log)
-    ModelVersion.objects.filter(pk=model.pk).update(metrics=report.get("candidate") or {}, validation_report=report, finished_at=timezone.now(), log="\n".join(log))
+    report = _validate(
+        model=model, bundle=bundle, policy=policy, holdout_attrs=holdout_attrs, y_holdout=y_holdout, spec=spec, log=log
+    )
+    ModelVersion.objects.filter(pk=model.pk).update(
+        metrics=report.get("candidate") or {}, validation_report=report, finished_at=timezone.now(), log="\n".join(log)
+    )
     model.refresh_from_db()
     if report["decision"] == "promote":
         model_promote(model=model, actor=None, actor_label="system:validation-gate", reason=report["reason"])
     else:
         ModelVersion.objects.filter(pk=model.pk).update(status=ModelStatus.REJECTED, status_reason=report["reason"])
-        audit_record(actor=None, actor_label="system:validation-gate", verb="model.reject", obj=model, after={"reason": report["reason"]})
+        audit_record(
+            actor=None, actor_label="system:validation-gate", verb="model.reject", obj=model, after={"reason": report["reason"]}
+        )
 
 
 def _validate(*, model, bundle, policy, holdout_attrs, y_holdout, spec, log) -> dict[str, Any]:
@@ -145,11 +178,18 @@ def _validate(*, model, bundle, policy, holdout_attrs, y_holdout, spec, log) -> 
     above 0), or it misses the admin's minimum PR AUC."""
     threshold = policy.review_threshold
     champion = ModelVersion.objects.filter(source=model.source, status=ModelStatus.CHAMPION).first()
-    report: dict[str, Any] = {"threshold": threshold, "holdout_rows": len(y_holdout), "champion_id": champion.id if champion else None}
+    report: dict[str, Any] = {
+        "threshold": threshold,
+        "holdout_rows": len(y_holdout),
+        "champion_id": champion.id if champion else None,
+    }
     both_classes = len(y_holdout) > 0 and len(np.unique(y_holdout)) == 2
     if not both_classes:
         if champion is None:
-            report.update(decision="promote", reason="first model of this source (cold start; no held-out labels of both classes to validate on)")
+            report.update(
+                decision="promote",
+                reason="first model of this source (cold start; no held-out labels of both classes to validate on)",
+            )
         else:
             report.update(decision="reject", reason="no held-out labels of both classes to compare with the champion")
         return report
@@ -159,7 +199,9 @@ def _validate(*, model, bundle, policy, holdout_attrs, y_holdout, spec, log) -> 
     log.append(f"candidate on {len(y_holdout)} held-out labels: {report['candidate']}")
     min_pr_auc = settings.SECAI_MIN_PR_AUC
     if report["candidate"]["pr_auc"] is not None and report["candidate"]["pr_auc"] < min_pr_auc:
-        report.update(decision="reject", reason=f"PR AUC {report['candidate']['pr_auc']:.3f} is below the minimum {min_pr_auc:.3f}")
+        report.update(
+            decision="reject", reason=f"PR AUC {report['candidate']['pr_auc']:.3f} is below the minimum {min_pr_auc:.3f}"
+        )
         return report
     if champion is None:
         report.update(decision="promote", reason="first model of this source, meets the minimums")
@@ -171,11 +213,20 @@ def _validate(*, model, bundle, policy, holdout_attrs, y_holdout, spec, log) -> 
     report["bootstrap"] = boot
     log.append(f"champion v{champion.version}: {report['champion']}; bootstrap {boot}")
     if boot["delta_pr_auc"]["high"] < 0:
-        report.update(decision="reject", reason=f"significantly worse PR AUC than champion v{champion.version} (95% CI of the difference {boot['delta_pr_auc']['low']:+.4f} to {boot['delta_pr_auc']['high']:+.4f})")
+        report.update(
+            decision="reject",
+            reason=f"significantly worse PR AUC than champion v{champion.version} (95% CI of the difference {boot['delta_pr_auc']['low']:+.4f} to {boot['delta_pr_auc']['high']:+.4f})",
+        )
     elif boot["delta_fpr"]["low"] > 0:
-        report.update(decision="reject", reason=f"significantly higher false-positive rate at {threshold} than champion v{champion.version} (95% CI {boot['delta_fpr']['low']:+.4f} to {boot['delta_fpr']['high']:+.4f})")
+        report.update(
+            decision="reject",
+            reason=f"significantly higher false-positive rate at {threshold} than champion v{champion.version} (95% CI {boot['delta_fpr']['low']:+.4f} to {boot['delta_fpr']['high']:+.4f})",
+        )
     else:
-        report.update(decision="promote", reason=f"not significantly worse than champion v{champion.version} on PR AUC ({boot['delta_pr_auc']['mean']:+.4f}) or false-positive rate ({boot['delta_fpr']['mean']:+.4f})")
+        report.update(
+            decision="promote",
+            reason=f"not significantly worse than champion v{champion.version} on PR AUC ({boot['delta_pr_auc']['mean']:+.4f}) or false-positive rate ({boot['delta_fpr']['mean']:+.4f})",
+        )
     return report
 
 
@@ -195,7 +246,9 @@ def model_promote(*, model: ModelVersion, actor, reason: str, actor_label: str =
             ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.RETIRED)
         label = actor_label or (actor.get_username() if actor else "system")
         before_status = model.status
-        ModelVersion.objects.filter(pk=model.pk).update(status=ModelStatus.CHAMPION, promoted_by=label, promoted_at=timezone.now(), status_reason=reason)
+        ModelVersion.objects.filter(pk=model.pk).update(
+            status=ModelStatus.CHAMPION, promoted_by=label, promoted_at=timezone.now(), status_reason=reason
+        )
         audit_record(
             actor=actor,
             actor_label=label,

@@ -19,7 +19,9 @@ class DecisionForm(forms.Form):
 
 
 class PolicyForm(forms.Form):
-    review_threshold = forms.FloatField(min_value=0, max_value=1, help_text="events scoring at or above this are queued for review")
+    review_threshold = forms.FloatField(
+        min_value=0, max_value=1, help_text="events scoring at or above this are queued for review"
+    )
     step_up = forms.FloatField(min_value=0, max_value=1, required=False, label="step-up authentication from")
     deny = forms.FloatField(min_value=0, max_value=1, required=False, label="deny access from")
     block = forms.FloatField(min_value=0, max_value=1, required=False, label="block entity from")

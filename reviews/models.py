@@ -3,7 +3,6 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
 
 from reviews.choices import Action, AttributeType, EventStatus, LabelOrigin, ReasonCode, ReviewState, VerdictChoice
 
@@ -136,6 +135,9 @@ class Label(models.Model):
     class Meta:
         indexes = [models.Index(fields=["origin"], name="label_origin")]
 
+    def __str__(self) -> str:
+        return f"{'threat' if self.is_threat else 'benign'} ({self.origin}) for event {self.event_id}"
+
 
 class AuditEntryQuerySet(models.QuerySet):
     def update(self, **kwargs):  # type: ignore[override]
@@ -162,6 +164,9 @@ class AuditEntry(models.Model):
     class Meta:
         verbose_name_plural = "audit entries"
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.verb} {self.object_type}:{self.object_id}"
 
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None:

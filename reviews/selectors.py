@@ -30,16 +30,17 @@ def review_item_current_claim(*, reviewer, source: Source | None = None) -> Revi
     return qs.order_by(*QUEUE_ORDER).first()
 
 
-def review_item_next_candidates(*, source: Source | None = None, limit: int = 5) -> QuerySet[ReviewItem]:
-    """Open items in queue order. On PostgreSQL rows another transaction is claiming are skipped,
-    so concurrent reviewers spread over different items instead of queueing on one row lock."""
+def review_item_next_candidates(*, source: Source | None = None) -> QuerySet[ReviewItem]:
+    """Open items in queue order to try to claim. On PostgreSQL the first row no other transaction
+    holds is locked and returned alone (locking more would hide rows from concurrent reviewers);
+    elsewhere a few candidates are returned and the compare-and-set claim picks the first it wins."""
     qs = ReviewItem.objects.filter(state=ReviewState.OPEN)
     if source is not None:
         qs = qs.filter(source=source)
     qs = qs.order_by(*QUEUE_ORDER)
     if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=True)
-    return qs[:limit]
+        return qs.select_for_update(skip_locked=True)[:1]
+    return qs[:5]
 
 
 def review_item_detail(*, pk: int) -> ReviewItem:

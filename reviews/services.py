@@ -57,11 +57,19 @@ def source_create(*, name: str, schema: dict[str, str], description: str = "", a
 def policy_update(*, policy: Policy, actor, **changes: Any) -> Policy:
     with transaction.atomic():
         policy = Policy.objects.select_for_update().get(pk=policy.pk)
-        before = {"thresholds": policy.thresholds, "review_threshold": policy.review_threshold, "audit_sample_rate": policy.audit_sample_rate}
+        before = {
+            "thresholds": policy.thresholds,
+            "review_threshold": policy.review_threshold,
+            "audit_sample_rate": policy.audit_sample_rate,
+        }
         for key, value in changes.items():
             setattr(policy, key, value)
         policy.save()
-        after = {"thresholds": policy.thresholds, "review_threshold": policy.review_threshold, "audit_sample_rate": policy.audit_sample_rate}
+        after = {
+            "thresholds": policy.thresholds,
+            "review_threshold": policy.review_threshold,
+            "audit_sample_rate": policy.audit_sample_rate,
+        }
         audit_record(actor=actor, verb="policy.update", obj=policy, before=before, after=after)
     return policy
 
@@ -76,7 +84,9 @@ class IngestResult:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def events_ingest(*, source: Source, rows: list[Any], status: str = EventStatus.RECEIVED, labels: list[bool] | None = None) -> IngestResult:
+def events_ingest(
+    *, source: Source, rows: list[Any], status: str = EventStatus.RECEIVED, labels: list[bool] | None = None
+) -> IngestResult:
     """Validate and store a batch. All or nothing: any invalid row refuses the whole batch.
 
     Rows whose (source, external_id) is already stored are reported as duplicates and not stored
@@ -96,14 +106,23 @@ def _events_store(*, source: Source, clean: list[CleanEvent], status: str, label
         existing: dict[str, tuple[int, str]] = {}
         for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
             chunk = ids[start : start + 900]
-            for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list("id", "external_id", "status"):
+            for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list(
+                "id", "external_id", "status"
+            ):
                 existing[ext] = (pk, st)
         new = [e for e in clean if e.external_id not in existing]
         # ignore_conflicts: a concurrent request that inserted the same external_id between our
         # check and this insert wins; ours is then not stored twice.
         Event.objects.bulk_create(
             [
-                Event(source=source, external_id=e.external_id, entity=e.entity, occurred_at=e.occurred_at, attributes=e.attributes, status=status)
+                Event(
+                    source=source,
+                    external_id=e.external_id,
+                    entity=e.entity,
+                    occurred_at=e.occurred_at,
+                    attributes=e.attributes,
+                    status=status,
+                )
                 for e in new
             ],
             batch_size=1000,
@@ -115,7 +134,7 @@ def _events_store(*, source: Source, clean: list[CleanEvent], status: str, label
             chunk = new_external[start : start + 900]
             new_ids.update(dict(Event.objects.filter(source=source, external_id__in=chunk).values_list("external_id", "id")))
         if labels is not None:
-            label_of = dict(zip(ids, labels))
+            label_of = dict(zip(ids, labels, strict=True))
             Label.objects.bulk_create(
                 [Label(event_id=new_ids[ext], is_threat=label_of[ext], origin=LabelOrigin.IMPORT) for ext in new_external],
                 batch_size=1000,
@@ -145,7 +164,9 @@ def enqueue_scoring(event_ids: list[int]) -> None:
         try:
             score_events.delay(event_ids[start : start + size])
         except Exception:  # broker unreachable: the sweeper will pick these up
-            logger.exception("could not enqueue %d events for scoring; the sweeper will retry", len(event_ids[start : start + size]))
+            logger.exception(
+                "could not enqueue %d events for scoring; the sweeper will retry", len(event_ids[start : start + size])
+            )
             return
 
 
@@ -154,7 +175,9 @@ def events_sweep_unscored(*, older_than_seconds: int | None = None, limit: int =
     age = settings.SECAI_SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
     ids = list(
-        Event.objects.filter(status=EventStatus.RECEIVED, received_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:limit]
+        Event.objects.filter(status=EventStatus.RECEIVED, received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
     )
     if ids:
         enqueue_scoring(ids)
@@ -181,13 +204,17 @@ def events_score(*, event_ids: list[int]) -> int:
 
     if not event_ids:
         return 0
-    pending = list(Event.objects.filter(id__in=event_ids, status=EventStatus.RECEIVED).order_by("id").values("id", "source_id", "attributes"))
+    pending = list(
+        Event.objects.filter(id__in=event_ids, status=EventStatus.RECEIVED).order_by("id").values("id", "source_id", "attributes")
+    )
     by_source: dict[int, list[dict]] = {}
     for row in pending:
         by_source.setdefault(row["source_id"], []).append(row)
     scored = 0
     for source_id, group in by_source.items():
-        outcome = score_rows(source_id=source_id, rows=[r["attributes"] for r in group], policy=Policy.objects.get(source_id=source_id))
+        outcome = score_rows(
+            source_id=source_id, rows=[r["attributes"] for r in group], policy=Policy.objects.get(source_id=source_id)
+        )
         if outcome is None:
             continue  # no usable model yet: the events stay 'received' for the sweeper
         results = {r["id"]: i for i, r in enumerate(group)}
@@ -208,8 +235,18 @@ def events_score(*, event_ids: list[int]) -> int:
                 event.scored_at = now
                 event.status = EventStatus.QUEUED if flagged else EventStatus.CLEARED
                 if flagged:
-                    items.append(ReviewItem(event=event, source_id=source_id, proposed_action=action, score=event.score, priority=priority_for(action, event.score)))
-            Event.objects.bulk_update(events, ["score", "model_version", "proposed_action", "explanation", "scored_at", "status"], batch_size=500)
+                    items.append(
+                        ReviewItem(
+                            event=event,
+                            source_id=source_id,
+                            proposed_action=action,
+                            score=event.score,
+                            priority=priority_for(action, event.score),
+                        )
+                    )
+            Event.objects.bulk_update(
+                events, ["score", "model_version", "proposed_action", "explanation", "scored_at", "status"], batch_size=500
+            )
             # One review item per event is a unique constraint, so even a bug that let two
             # workers through could not queue an event twice.
             ReviewItem.objects.bulk_create(items, batch_size=500, ignore_conflicts=True)
@@ -221,7 +258,11 @@ def events_score(*, event_ids: list[int]) -> int:
 
 
 def _claim_filter(reviewer, now) -> Q:
-    return Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
+    return (
+        Q(state=ReviewState.OPEN)
+        | Q(state=ReviewState.CLAIMED, claimed_by=reviewer)
+        | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
+    )
 
 
 def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
@@ -229,8 +270,10 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
     with transaction.atomic():
-        won = ReviewItem.objects.filter(pk=item.pk).filter(_claim_filter(reviewer, now)).update(
-            state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires
+        won = (
+            ReviewItem.objects.filter(pk=item.pk)
+            .filter(_claim_filter(reviewer, now))
+            .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
         )
         item.refresh_from_db()
         if not won:
@@ -248,7 +291,7 @@ def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewI
         return current
     for _attempt in range(5):
         with transaction.atomic():
-            candidates = list(review_item_next_candidates(source=source, limit=5))
+            candidates = list(review_item_next_candidates(source=source))
             if not candidates:
                 return None
             for candidate in candidates:
@@ -282,7 +325,9 @@ def _conflict_for(item: ReviewItem, reviewer, releasing: bool = False) -> ItemCo
     if item.state == ReviewState.DECIDED:
         return ItemConflict("This item has already been decided.", field="state")
     if item.state == ReviewState.CLAIMED and item.claimed_by_id != reviewer.pk:
-        return ItemConflict(f"This item is claimed by {item.claimed_by.get_username()} until {item.claim_expires_at:%H:%M:%S} UTC.", field="state")
+        return ItemConflict(
+            f"This item is claimed by {item.claimed_by.get_username()} until {item.claim_expires_at:%H:%M:%S} UTC.", field="state"
+        )
     if releasing:
         return ItemConflict("You do not hold a claim on this item.", field="state")
     return ItemConflict(f"This item cannot be taken in state {item.state}.", field="state")
@@ -301,8 +346,10 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
         raise ServiceError(f"reason must be one of {', '.join(ReasonCode.values)}", field="reason")
     now = timezone.now()
     with transaction.atomic():
-        won = ReviewItem.objects.filter(pk=item.pk).filter(_claim_filter(reviewer, now)).update(
-            state=ReviewState.DECIDED, decided_at=now, claimed_by=reviewer, claim_expires_at=None
+        won = (
+            ReviewItem.objects.filter(pk=item.pk)
+            .filter(_claim_filter(reviewer, now))
+            .update(state=ReviewState.DECIDED, decided_at=now, claimed_by=reviewer, claim_expires_at=None)
         )
         item.refresh_from_db()
         if not won:

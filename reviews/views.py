@@ -80,7 +80,9 @@ def item_detail(request, pk: int):
     item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
     verdicts = item.verdicts.select_related("reviewer").order_by("created_at")
     audit = AuditEntry.objects.filter(object_type="reviews.reviewitem", object_id=str(item.pk)).order_by("created_at")
-    can_decide = item.state == ReviewState.OPEN or (item.state == ReviewState.CLAIMED and (item.claimed_by_id == request.user.pk or item.claim_expires_at is None))
+    can_decide = item.state == ReviewState.OPEN or (
+        item.state == ReviewState.CLAIMED and (item.claimed_by_id == request.user.pk or item.claim_expires_at is None)
+    )
     return render(
         request,
         "reviews/item.html",
@@ -127,11 +129,17 @@ def item_decide(request, pk: int):
     item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose approve or overturn and a reason. " + " ".join(e for errs in form.errors.values() for e in errs))
+        messages.error(
+            request, "Choose approve or overturn and a reason. " + " ".join(e for errs in form.errors.values() for e in errs)
+        )
         return redirect("reviews:item", pk=pk)
     try:
         verdict = services.verdict_submit(
-            item=item, reviewer=request.user, verdict=form.cleaned_data["verdict"], reason=form.cleaned_data["reason"], note=form.cleaned_data["note"]
+            item=item,
+            reviewer=request.user,
+            verdict=form.cleaned_data["verdict"],
+            reason=form.cleaned_data["reason"],
+            note=form.cleaned_data["note"],
         )
     except services.ItemConflict as exc:
         messages.error(request, f"Your decision was not recorded. {exc.message}")
@@ -149,7 +157,9 @@ def item_decide(request, pk: int):
 @admin_required
 def models_page(request):
     versions = ModelVersion.objects.select_related("source").order_by("source__name", "-version")[:200]
-    return render(request, "reviews/models.html", {"versions": versions, "sources": Source.objects.order_by("name"), "form": ReasonForm()})
+    return render(
+        request, "reviews/models.html", {"versions": versions, "sources": Source.objects.order_by("name"), "form": ReasonForm()}
+    )
 
 
 @admin_required
@@ -196,7 +206,12 @@ def policy_page(request, name: str):
     if request.method == "POST":
         form = PolicyForm(request.POST)
         if form.is_valid():
-            services.policy_update(policy=policy, actor=request.user, thresholds=form.thresholds(), review_threshold=form.cleaned_data["review_threshold"])
+            services.policy_update(
+                policy=policy,
+                actor=request.user,
+                thresholds=form.thresholds(),
+                review_threshold=form.cleaned_data["review_threshold"],
+            )
             messages.success(request, f"Policy of {source.name} saved. New scores use it; events already scored keep theirs.")
             return redirect("reviews:policy", name=name)
     else:

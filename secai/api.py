@@ -40,7 +40,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ServiceError):
         return error_response([{"field": exc.field, "message": exc.message}], exc.status_code)
     if isinstance(exc, DjangoValidationError):
-        return error_response(_flatten(exc.message_dict if hasattr(exc, "error_dict") else exc.messages), status.HTTP_400_BAD_REQUEST)
+        return error_response(
+            _flatten(exc.message_dict if hasattr(exc, "error_dict") else exc.messages), status.HTTP_400_BAD_REQUEST
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)

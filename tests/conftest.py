@@ -3,9 +3,7 @@ and no role, and "ingest" is a REST client that submits events."""
 
 from __future__ import annotations
 
-import gzip
-import csv
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ PASSWORD = "correct horse battery staple"
 def _user(username: str, group: str | None, superuser: bool = False) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD, is_superuser=superuser, is_staff=superuser)
     if group:
-        user.groups.add(Group.objects.get(name=group))
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
     return user
 
 
@@ -88,9 +86,17 @@ def nsl_schema() -> dict[str, str]:
     return _SCHEMA_CACHE["nsl"]
 
 
-def nsl_events(path: Path, n: int, *, prefix: str, start: datetime | None = None, labelled: bool = True) -> list[tuple[dict, bool]]:
+def nsl_events(
+    path: Path, n: int, *, prefix: str, start: datetime | None = None, labelled: bool = True
+) -> list[tuple[dict, bool]]:
     """The first n rows of an NSL-KDD file as API events with their true labels."""
-    layout = nsl_kdd_layout(nsl_schema(), id_prefix=prefix, start=start or datetime.now(timezone.utc) - timedelta(days=10), spacing=timedelta(seconds=10), labelled=True)
+    layout = nsl_kdd_layout(
+        nsl_schema(),
+        id_prefix=prefix,
+        start=start or datetime.now(UTC) - timedelta(days=10),
+        spacing=timedelta(seconds=10),
+        labelled=True,
+    )
     out = []
     for i, (event, label) in enumerate(read_events(path, layout)):
         if i >= n:
@@ -113,7 +119,7 @@ def trained_source(nsl_source):
     from reviews.choices import EventStatus
     from reviews.services import events_ingest
 
-    rows = nsl_events(NSL_HISTORY, 3000, prefix="hist", start=datetime.now(timezone.utc) - timedelta(days=20))
+    rows = nsl_events(NSL_HISTORY, 3000, prefix="hist", start=datetime.now(UTC) - timedelta(days=20))
     events_ingest(source=nsl_source, rows=[r for r, _ in rows], status=EventStatus.HISTORICAL, labels=[y for _, y in rows])
     model = model_services.training_start(source=nsl_source, triggered_by="test")
     model = model_services.model_train(model=model)

@@ -1,6 +1,6 @@
 """factory_boy factories for the smaller tests that do not need real data."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import factory
 
@@ -32,7 +32,7 @@ class EventFactory(factory.django.DjangoModelFactory):
     source = factory.SubFactory(SourceFactory)
     external_id = factory.Sequence(lambda n: f"ev-{n}")
     entity = "user-1"
-    occurred_at = factory.LazyFunction(lambda: datetime(2026, 11, 1, tzinfo=timezone.utc))
+    occurred_at = factory.LazyFunction(lambda: datetime(2026, 11, 1, tzinfo=UTC))
     attributes = factory.LazyFunction(lambda: {"bytes": 10, "proto": "tcp", "admin": False, "note": "hello"})
     status = EventStatus.QUEUED
     score = 0.9

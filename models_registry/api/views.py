@@ -21,9 +21,25 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "source", "version", "algorithm", "params", "feature_schema", "training_manifest", "sha256", "metrics",
-            "validation_report", "status", "status_reason", "triggered_by", "promoted_by", "created_at", "started_at",
-            "finished_at", "promoted_at", "error",
+            "id",
+            "source",
+            "version",
+            "algorithm",
+            "params",
+            "feature_schema",
+            "training_manifest",
+            "sha256",
+            "metrics",
+            "validation_report",
+            "status",
+            "status_reason",
+            "triggered_by",
+            "promoted_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "promoted_at",
+            "error",
         ]
 
 

@@ -2,9 +2,8 @@
 
 from rest_framework import serializers
 
-from reviews.choices import ReasonCode, VerdictChoice
+from reviews.choices import Action, ReasonCode, VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
-from reviews.choices import Action
 
 
 class EventInSerializer(serializers.Serializer):
@@ -19,7 +18,9 @@ class EventInSerializer(serializers.Serializer):
 
 class EventBatchInSerializer(serializers.Serializer):
     source = serializers.CharField()
-    events = EventInSerializer(many=True, required=False, help_text="1 to 5,000 events; or send one event's fields at the top level")
+    events = EventInSerializer(
+        many=True, required=False, help_text="1 to 5,000 events; or send one event's fields at the top level"
+    )
 
 
 class IngestedEventSerializer(serializers.Serializer):
@@ -49,8 +50,20 @@ class EventSerializer(serializers.ModelSerializer):
     class Meta:
         model = Event
         fields = [
-            "id", "source", "external_id", "entity", "occurred_at", "received_at", "attributes", "status",
-            "score", "model_version", "proposed_action", "explanation", "scored_at", "review",
+            "id",
+            "source",
+            "external_id",
+            "entity",
+            "occurred_at",
+            "received_at",
+            "attributes",
+            "status",
+            "score",
+            "model_version",
+            "proposed_action",
+            "explanation",
+            "scored_at",
+            "review",
         ]
 
     def get_model_version(self, obj: Event) -> int | None:
@@ -60,7 +73,9 @@ class EventSerializer(serializers.ModelSerializer):
         item = getattr(obj, "review_item", None)
         if item is None:
             return None
-        verdict = item.verdicts.order_by("-created_at").values_list("verdict", flat=True).first() if item.state == "decided" else None
+        verdict = (
+            item.verdicts.order_by("-created_at").values_list("verdict", flat=True).first() if item.state == "decided" else None
+        )
         return {"id": item.id, "state": item.state, "verdict": verdict}
 
 
@@ -71,7 +86,19 @@ class ReviewItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReviewItem
-        fields = ["id", "source", "state", "proposed_action", "score", "priority", "claimed_by", "claim_expires_at", "created_at", "decided_at", "event"]
+        fields = [
+            "id",
+            "source",
+            "state",
+            "proposed_action",
+            "score",
+            "priority",
+            "claimed_by",
+            "claim_expires_at",
+            "created_at",
+            "decided_at",
+            "event",
+        ]
 
 
 class DecisionInSerializer(serializers.Serializer):

@@ -67,7 +67,9 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
             if not isinstance(rows, list):
                 raise services.BatchInvalid([FieldError("events", "must be a list of events")])
             if not 1 <= len(rows) <= settings.SECAI_MAX_BATCH:
-                raise services.BatchInvalid([FieldError("events", f"must hold 1 to {settings.SECAI_MAX_BATCH} events, got {len(rows)}")])
+                raise services.BatchInvalid(
+                    [FieldError("events", f"must hold 1 to {settings.SECAI_MAX_BATCH} events, got {len(rows)}")]
+                )
             extra = [k for k in body if k not in ("source", "events")]
             if extra:
                 raise services.BatchInvalid([FieldError(str(k)[:100], "is not a known field of a batch") for k in extra])
@@ -83,7 +85,12 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
-@extend_schema(parameters=[OpenApiParameter("state", str, description="open (default), claimed, decided, active or all"), OpenApiParameter("source", str)])
+@extend_schema(
+    parameters=[
+        OpenApiParameter("state", str, description="open (default), claimed, decided, active or all"),
+        OpenApiParameter("source", str),
+    ]
+)
 class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = s.ReviewItemSerializer
     permission_classes = [IsReviewer]

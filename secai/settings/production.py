@@ -1,7 +1,7 @@
 """Production settings: SECRET_KEY, DATABASE_URL and CELERY_BROKER_URL come from the environment."""
 
-from secai.settings.base import *  # noqa: F403
 from secai.env import env_bool, env_int
+from secai.settings.base import *  # noqa: F403
 
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

@@ -36,13 +36,20 @@ def test_non_admins_cannot_retrain_promote_or_change_policy(api, request, person
 
 
 def test_admin_edits_policy_and_it_is_audited(api, carol, trained_source):
-    body = {"review_threshold": 0.3, "thresholds": [{"action": "deny", "min_score": 0.9}, {"action": "step_up", "min_score": 0.3}]}
+    body = {
+        "review_threshold": 0.3,
+        "thresholds": [{"action": "deny", "min_score": 0.9}, {"action": "step_up", "min_score": 0.3}],
+    }
     resp = api(carol).patch("/api/v1/sources/nsl-kdd/policy/", body, format="json")
     assert resp.status_code == 200, resp.content
     assert resp.json()["thresholds"] == [{"action": "step_up", "min_score": 0.3}, {"action": "deny", "min_score": 0.9}]
     trained_source.policy.refresh_from_db()
     assert trained_source.policy.action_for(0.95) == "deny" and trained_source.policy.action_for(0.5) == "step_up"
-    bad = api(carol).patch("/api/v1/sources/nsl-kdd/policy/", {"thresholds": [{"action": "deny", "min_score": 0.2}, {"action": "step_up", "min_score": 0.6}]}, format="json")
+    bad = api(carol).patch(
+        "/api/v1/sources/nsl-kdd/policy/",
+        {"thresholds": [{"action": "deny", "min_score": 0.2}, {"action": "step_up", "min_score": 0.6}]},
+        format="json",
+    )
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "thresholds"
     from reviews.models import AuditEntry
 
@@ -51,7 +58,9 @@ def test_admin_edits_policy_and_it_is_audited(api, carol, trained_source):
 
 
 def test_admin_creates_a_source(api, carol, alice):
-    resp = api(carol).post("/api/v1/sources/", {"name": "vpn-logins", "schema": {"country": "categorical", "failures": "numeric"}}, format="json")
+    resp = api(carol).post(
+        "/api/v1/sources/", {"name": "vpn-logins", "schema": {"country": "categorical", "failures": "numeric"}}, format="json"
+    )
     assert resp.status_code == 201, resp.content
     assert api(alice).get("/api/v1/sources/").json()[0]["name"] == "vpn-logins"
     bad = api(carol).post("/api/v1/sources/", {"name": "y", "schema": {"a": "colour"}}, format="json")

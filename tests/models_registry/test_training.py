@@ -1,6 +1,6 @@
 """Training, the validation gate, promotion and rollback, and model file integrity."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,11 @@ def test_training_without_any_event_fails_with_a_clear_message(nsl_source):
 def test_gate_rejects_a_candidate_trained_on_corrupted_labels(trained_source):
     # Invert the labels of the older 80% (the training part of the time split); the held-out
     # recent labels stay true, so the candidate must look significantly worse than the champion.
-    ordered = list(Label.objects.filter(event__source=trained_source).order_by("event__occurred_at", "event_id").values_list("pk", "is_threat"))
+    ordered = list(
+        Label.objects.filter(event__source=trained_source)
+        .order_by("event__occurred_at", "event_id")
+        .values_list("pk", "is_threat")
+    )
     cut = int(len(ordered) * 0.8)
     for pk, is_threat in ordered[:cut]:
         Label.objects.filter(pk=pk).update(is_threat=not is_threat)
@@ -61,7 +65,10 @@ def test_gate_promotes_an_equivalent_candidate(trained_source):
     model = services.model_train(model=services.training_start(source=trained_source, triggered_by="test"))
     assert model.status == "champion", model.status_reason
     report = model.validation_report
-    assert report["bootstrap"]["delta_pr_auc"]["low"] <= 0 <= report["bootstrap"]["delta_pr_auc"]["high"] or report["bootstrap"]["delta_pr_auc"]["high"] >= 0
+    assert (
+        report["bootstrap"]["delta_pr_auc"]["low"] <= 0 <= report["bootstrap"]["delta_pr_auc"]["high"]
+        or report["bootstrap"]["delta_pr_auc"]["high"] >= 0
+    )
     assert ModelVersion.objects.get(source=trained_source, version=1).status == "retired"
 
 
@@ -99,7 +106,7 @@ def test_tampered_model_file_is_refused(trained_source):
 
 
 def test_scoring_is_idempotent_and_records_the_model(trained_source):
-    rows = [r for r, _ in nsl_events(NSL_LIVE, 300, prefix="s", start=datetime.now(timezone.utc) - timedelta(hours=1))]
+    rows = [r for r, _ in nsl_events(NSL_LIVE, 300, prefix="s", start=datetime.now(UTC) - timedelta(hours=1))]
     ids = [e["id"] for e in events_ingest(source=trained_source, rows=rows).events]
     assert events_score(event_ids=ids) == 300
     before = dict(Event.objects.filter(id__in=ids).values_list("id", "scored_at"))

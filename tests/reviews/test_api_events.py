@@ -1,6 +1,5 @@
 """POST/GET /api/v1/events/: all-or-nothing batches, duplicates, errors naming row and field."""
 
-import json
 
 import pytest
 
@@ -12,7 +11,12 @@ pytestmark = pytest.mark.django_db
 
 
 def ev(i, **over):
-    row = {"external_id": f"x{i}", "entity": "u1", "occurred_at": "2026-11-30T10:00:00Z", "attributes": {"bytes": i, "proto": "tcp", "admin": False, "note": "n"}}
+    row = {
+        "external_id": f"x{i}",
+        "entity": "u1",
+        "occurred_at": "2026-11-30T10:00:00Z",
+        "attributes": {"bytes": i, "proto": "tcp", "admin": False, "note": "n"},
+    }
     row.update(over)
     return row
 
@@ -44,7 +48,12 @@ def test_single_event_with_source_key(api, ingest):
 
 def test_bad_batch_is_refused_whole_listing_each_row(api, ingest):
     SourceFactory(name="vpn")
-    rows = [ev(0), ev(1, occurred_at="yesterday"), ev(2), ev(3, attributes={"bytes": "many", "proto": "tcp", "admin": False, "note": ""})]
+    rows = [
+        ev(0),
+        ev(1, occurred_at="yesterday"),
+        ev(2),
+        ev(3, attributes={"bytes": "many", "proto": "tcp", "admin": False, "note": ""}),
+    ]
     resp = api(ingest).post("/api/v1/events/", {"source": "vpn", "events": rows}, format="json")
     assert resp.status_code == 400
     errors = resp.json()["errors"]
@@ -90,7 +99,9 @@ def test_oversized_batch_is_refused(api, ingest, settings):
     assert resp.status_code == 400 and resp.json()["errors"][0]["field"] == "events"
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b'{"source": "vpn", "events": [{"external_id": NaN}]}', b"[1,2", b'"just a string"'])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b'{"source": "vpn", "events": [{"external_id": NaN}]}', b"[1,2", b'"just a string"']
+)
 def test_invalid_json_is_a_400_with_the_error_shape(api, ingest, raw):
     SourceFactory(name="vpn")
     resp = api(ingest).post("/api/v1/events/", raw, content_type="application/json")

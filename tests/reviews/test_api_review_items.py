@@ -13,7 +13,11 @@ def test_claim_next_then_decide(api, alice):
     ReviewItemFactory(priority=2.1)
     got = api(alice).post("/api/v1/review-items/claim-next/")
     assert got.status_code == 200 and got.json()["id"] == item.pk and got.json()["claimed_by"] == "alice"
-    resp = api(alice).post(f"/api/v1/review-items/{item.pk}/decision/", {"verdict": "overturn", "reason": "known_benign", "note": "vpn"}, format="json")
+    resp = api(alice).post(
+        f"/api/v1/review-items/{item.pk}/decision/",
+        {"verdict": "overturn", "reason": "known_benign", "note": "vpn"},
+        format="json",
+    )
     assert resp.status_code == 200, resp.content
     assert resp.json()["verdict"] == "overturn" and resp.json()["reviewer"] == "alice"
 
@@ -39,7 +43,12 @@ def test_bad_decision_body_is_400(api, alice):
     resp = api(alice).post(f"/api/v1/review-items/{item.pk}/decision/", {"verdict": "yes", "reason": "x"}, format="json")
     assert resp.status_code == 400
     assert {e["field"] for e in resp.json()["errors"]} == {"verdict", "reason"}
-    assert api(alice).post("/api/v1/review-items/999999/decision/", {"verdict": "approve", "reason": "other"}, format="json").status_code == 404
+    assert (
+        api(alice)
+        .post("/api/v1/review-items/999999/decision/", {"verdict": "approve", "reason": "other"}, format="json")
+        .status_code
+        == 404
+    )
 
 
 def test_queue_listing_is_ordered_and_filtered(api, alice):

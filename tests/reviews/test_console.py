@@ -58,7 +58,11 @@ def test_claim_next_decide_and_move_on(client, alice):
     assert resp.status_code == 302 and resp["Location"] == reverse("reviews:item", args=[first.pk])
     page = client.get(resp["Location"])
     assert b"decision-form" in page.content
-    resp = client.post(reverse("reviews:decide", args=[first.pk]), {"verdict": "approve", "reason": "confirmed_attack", "then": "next"}, follow=True)
+    resp = client.post(
+        reverse("reviews:decide", args=[first.pk]),
+        {"verdict": "approve", "reason": "confirmed_attack", "then": "next"},
+        follow=True,
+    )
     assert resp.redirect_chain[-1][0] == reverse("reviews:item", args=[second.pk])
     assert "Approved: item" in resp.content.decode()
     assert Verdict.objects.get().item_id == first.pk

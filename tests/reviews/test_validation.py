@@ -2,7 +2,9 @@
 
 import math
 
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from reviews.validation import validate_batch, validate_event
 
@@ -76,12 +78,19 @@ def test_null_attribute_means_unknown_and_is_allowed():
 
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30)
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
 )
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["bytes", "proto", "admin", "note", "other"]), json_scalars), st.one_of(st.text(max_size=40), json_scalars))
+@given(
+    st.dictionaries(st.sampled_from(["bytes", "proto", "admin", "note", "other"]), json_scalars),
+    st.one_of(st.text(max_size=40), json_scalars),
+)
 def test_validator_never_crashes_and_accepts_only_clean_values(attrs, occurred):
     event, errors = validate_event(good(attributes=attrs, occurred_at=occurred), SCHEMA)
     assert (event is None) == bool(errors)

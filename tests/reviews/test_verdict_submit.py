@@ -47,7 +47,9 @@ def test_decided_item_cannot_be_decided_again(alice, bob):
     services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
     for who in (alice, bob):
         with pytest.raises(services.ItemConflict, match="already been decided"):
-            services.verdict_submit(item=ReviewItem.objects.get(pk=item.pk), reviewer=who, verdict="overturn", reason="known_benign")
+            services.verdict_submit(
+                item=ReviewItem.objects.get(pk=item.pk), reviewer=who, verdict="overturn", reason="known_benign"
+            )
     assert Verdict.objects.count() == 1 and Label.objects.get().is_threat is True
 
 

@@ -22,7 +22,9 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         model = services.model_train(model=model)
         metrics = model.metrics or {}
-        summary = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("roc_auc", "pr_auc", "accuracy_at_threshold") if metrics.get(k) is not None)
+        summary = ", ".join(
+            f"{k} {metrics[k]:.3f}" for k in ("roc_auc", "pr_auc", "accuracy_at_threshold") if metrics.get(k) is not None
+        )
         self.stdout.write(f"{source.name} v{model.version}: {model.status} ({model.algorithm}) {summary}")
         self.stdout.write(f"  {model.status_reason or model.error.splitlines()[0] if model.error else model.status_reason}")
         if model.status == "failed":

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -66,15 +66,43 @@ class Command(BaseCommand):
         source = self._source()
         if not Event.objects.filter(source=source, status=EventStatus.HISTORICAL).exists():
             self.stdout.write("Importing the labelled history (NSL-KDD KDDTrain+_20Percent, 25,192 rows)...")
-            start = datetime.now(timezone.utc) - timedelta(days=30)
-            call_command("import_events", source=SOURCE, file=HISTORY, label_column="label", ignore_columns="difficulty", entity_columns="protocol_type,service", start=start.isoformat(), stdout=self.stdout)
+            start = datetime.now(UTC) - timedelta(days=30)
+            call_command(
+                "import_events",
+                source=SOURCE,
+                file=HISTORY,
+                label_column="label",
+                ignore_columns="difficulty",
+                entity_columns="protocol_type,service",
+                start=start.isoformat(),
+                stdout=self.stdout,
+            )
         if not ModelVersion.objects.filter(source=source, status=ModelStatus.CHAMPION).exists():
             self.stdout.write("Training model v1 on the labelled history...")
             call_command("train", source=SOURCE, stdout=self.stdout)
         token = self._token()
         log_dir = Path(settings.VAR_DIR) / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
-        self._start("worker", [sys.executable, "-m", "celery", "-A", "secai", "worker", "-Q", "scoring,training", "-c", "2", "--loglevel", "INFO", "-n", f"demo-{os.getpid()}@%h"], log_dir)
+        self._start(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "secai",
+                "worker",
+                "-Q",
+                "scoring,training",
+                "-c",
+                "2",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"demo-{os.getpid()}@%h",
+            ],
+            log_dir,
+        )
         self._start("beat", [sys.executable, "-m", "celery", "-A", "secai", "beat", "--loglevel", "INFO"], log_dir)
         self._start("web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{opts['port']}", "--noreload"], log_dir)
         base = f"http://127.0.0.1:{opts['port']}"
@@ -92,7 +120,11 @@ class Command(BaseCommand):
     def _users(self) -> dict[str, str]:
         User = get_user_model()
         passwords = {}
-        for username, group, superuser in (("admin", ADMINS, True), ("reviewer1", REVIEWERS, False), ("reviewer2", REVIEWERS, False)):
+        for username, group, superuser in (
+            ("admin", ADMINS, True),
+            ("reviewer1", REVIEWERS, False),
+            ("reviewer2", REVIEWERS, False),
+        ):
             user, _ = User.objects.get_or_create(username=username)
             password = secrets.token_urlsafe(9)
             user.set_password(password)
@@ -115,13 +147,19 @@ class Command(BaseCommand):
     def _source(self) -> Source:
         source = Source.objects.filter(name=SOURCE).first()
         if source is None:
-            source = source_create(name=SOURCE, schema=infer_schema(HISTORY, NOT_ATTRIBUTES), description="NSL-KDD network connection records (Tavallaee et al. 2009)")
+            source = source_create(
+                name=SOURCE,
+                schema=infer_schema(HISTORY, NOT_ATTRIBUTES),
+                description="NSL-KDD network connection records (Tavallaee et al. 2009)",
+            )
         return source
 
     def _start(self, name: str, argv: list[str], log_dir: Path) -> None:
         log = open(log_dir / f"{name}.log", "ab")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "secai.settings.local")}
-        self.children.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env, start_new_session=True))
+        self.children.append(
+            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+        )
         self.stdout.write(f"started {name} (pid {self.children[-1].pid}, log {log_dir / (name + '.log')})")
 
     def _stop_children(self) -> None:
@@ -146,16 +184,29 @@ class Command(BaseCommand):
         raise CommandError("the web server did not become ready; see var/log/web.log")
 
     def _stream(self, base: str, token: str, batch: int, limit: int) -> None:
-        layout = nsl_kdd_layout(self._source().schema, id_prefix="live", start=datetime.now(timezone.utc) - timedelta(hours=6), spacing=timedelta(seconds=1), labelled=False)
+        layout = nsl_kdd_layout(
+            self._source().schema,
+            id_prefix="live",
+            start=datetime.now(UTC) - timedelta(hours=6),
+            spacing=timedelta(seconds=1),
+            labelled=False,
+        )
         events = [event for event, _ in read_events(LIVE, layout)]
         if limit:
             events = events[:limit]
-        self.stdout.write(f"Streaming {len(events)} live events (NSL-KDD KDDTest+) through POST /api/v1/events/ in batches of {batch}...")
+        self.stdout.write(
+            f"Streaming {len(events)} live events (NSL-KDD KDDTest+) through POST /api/v1/events/ in batches of {batch}..."
+        )
         accepted = duplicates = 0
         started = time.monotonic()
         for start in range(0, len(events), batch):
             body = json.dumps({"source": SOURCE, "events": events[start : start + batch]}).encode()
-            request = urllib.request.Request(base + "/api/v1/events/", data=body, method="POST", headers={"Content-Type": "application/json", "Authorization": f"Token {token}"})
+            request = urllib.request.Request(
+                base + "/api/v1/events/",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+            )
             with urllib.request.urlopen(request, timeout=120) as resp:
                 reply = json.load(resp)
             accepted += reply["accepted"]
@@ -171,8 +222,13 @@ class Command(BaseCommand):
                 break
             self.stdout.write(f"  waiting for the worker: {waiting} events not yet scored")
             time.sleep(3)
-        counts = {s: Event.objects.filter(source=source, status=s).count() for s in (EventStatus.CLEARED, EventStatus.QUEUED, EventStatus.DECIDED, EventStatus.RECEIVED)}
-        self.stdout.write(f"  scored by the worker: {counts['cleared']} cleared, {counts['queued']} queued for review, {counts['decided']} decided, {counts['received']} still waiting")
+        counts = {
+            s: Event.objects.filter(source=source, status=s).count()
+            for s in (EventStatus.CLEARED, EventStatus.QUEUED, EventStatus.DECIDED, EventStatus.RECEIVED)
+        }
+        self.stdout.write(
+            f"  scored by the worker: {counts['cleared']} cleared, {counts['queued']} queued for review, {counts['decided']} decided, {counts['received']} still waiting"
+        )
         self.stdout.write(f"  open review items: {ReviewItem.objects.filter(state='open').count()}")
 
     def _summary(self, base, passwords, token, log_dir) -> None:

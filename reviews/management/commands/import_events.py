@@ -1,6 +1,6 @@
 """Import events from a CSV file, optionally labelled (labelled rows become training history)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -24,7 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--id-column", help="column holding the external id (default: <file>-<row number>)")
         parser.add_argument("--entity-columns", default="", help="comma-separated columns joined into the entity")
         parser.add_argument("--time-column", help="column with ISO 8601 times (default: synthetic times, see --start)")
-        parser.add_argument("--start", help="ISO 8601 time of the first row when there is no time column (default: now minus one second per row)")
+        parser.add_argument(
+            "--start", help="ISO 8601 time of the first row when there is no time column (default: now minus one second per row)"
+        )
         parser.add_argument("--ignore-columns", default="", help="comma-separated columns that are not attributes")
 
     def handle(self, *args, **opts):
@@ -42,7 +44,7 @@ class Command(BaseCommand):
             source = services.source_create(name=opts["source"], schema=infer_schema(path, ignore))
             self.stdout.write(f"created source {source.name} with {len(source.schema)} attributes")
         row_count = sum(1 for _ in read_events(path, CsvLayout(schema={}, id_prefix="count")))
-        start = datetime.fromisoformat(opts["start"]) if opts["start"] else datetime.now(timezone.utc) - timedelta(seconds=row_count + 1)
+        start = datetime.fromisoformat(opts["start"]) if opts["start"] else datetime.now(UTC) - timedelta(seconds=row_count + 1)
         layout = CsvLayout(
             schema=source.schema,
             id_column=opts["id_column"],
@@ -63,7 +65,11 @@ class Command(BaseCommand):
                 rows, labels, first_row = [], [], index + 1
         if rows:
             self._flush(source, rows, labels if labelled else None, totals, first_row)
-        self.stdout.write(self.style.SUCCESS(f"imported {totals['accepted']} events into {source.name} ({totals['duplicates']} duplicates skipped)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"imported {totals['accepted']} events into {source.name} ({totals['duplicates']} duplicates skipped)"
+            )
+        )
 
     def _flush(self, source, rows, labels, totals, offset):
         status = EventStatus.HISTORICAL if labels is not None else EventStatus.RECEIVED

@@ -1,0 +1,102 @@
+"""Races on PostgreSQL, with real concurrent transactions from several threads (each thread has
+its own database connection)."""
+
+import threading
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection, connections
+
+from reviews import services
+from reviews.models import Verdict
+from tests.factories import ReviewItemFactory
+
+pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrency tests need PostgreSQL (make test runs them with SECAI_TEST_DB=postgres)")
+
+
+def run_concurrently(funcs):
+    barrier = threading.Barrier(len(funcs))
+    results, errors = [None] * len(funcs), [None] * len(funcs)
+
+    def runner(i, fn):
+        try:
+            barrier.wait()
+            results[i] = fn()
+        except Exception as exc:  # collected and asserted on by the test
+            errors[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=runner, args=(i, fn)) for i, fn in enumerate(funcs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
+
+
+def reviewers(n):
+    group, _ = Group.objects.get_or_create(name="reviewers")
+    out = []
+    for i in range(n):
+        user = User.objects.create_user(username=f"r{i}")
+        user.groups.add(group)
+        out.append(user)
+    return out
+
+
+def test_concurrent_claim_next_hands_every_reviewer_a_different_item():
+    items = ReviewItemFactory.create_batch(12)
+    people = reviewers(8)
+    results, errors = run_concurrently([lambda u=u: services.review_item_claim_next(reviewer=u) for u in people])
+    assert errors == [None] * 8
+    claimed = [r.pk for r in results]
+    assert len(set(claimed)) == 8 and set(claimed) <= {i.pk for i in items}
+
+
+def test_two_reviewers_deciding_one_item_only_one_wins():
+    item = ReviewItemFactory()
+    people = reviewers(6)
+    results, errors = run_concurrently(
+        [lambda u=u: services.verdict_submit(item=item, reviewer=u, verdict="approve", reason="confirmed_attack") for u in people]
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert all(isinstance(e, services.ItemConflict) for e in errors if e is not None)
+    assert sum(e is not None for e in errors) == 5
+    assert Verdict.objects.filter(item=item).count() == 1
+
+
+def test_concurrent_promotions_leave_one_champion(trained_source_tx):
+    from models_registry import services as model_services
+    from models_registry.models import ModelVersion
+
+    v1 = ModelVersion.objects.get(source=trained_source_tx)
+    copies = []
+    for version in (2, 3, 4):
+        copy = ModelVersion.objects.create(
+            source=trained_source_tx,
+            version=version,
+            algorithm=v1.algorithm,
+            artifact_path=v1.artifact_path,
+            sha256=v1.sha256,
+            status="candidate",
+        )
+        copies.append(copy)
+    results, errors = run_concurrently(
+        [lambda m=m: model_services.model_promote(model=m, actor=None, reason="race") for m in copies]
+    )
+    assert errors == [None] * 3
+    assert ModelVersion.objects.filter(source=trained_source_tx, status="champion").count() == 1
+    assert ModelVersion.objects.filter(source=trained_source_tx, status="retired").count() == 3
+
+
+@pytest.fixture
+def trained_source_tx(request):
+    return request.getfixturevalue("trained_source")
