@@ -42,17 +42,6 @@ def browser() -> Iterator:
     pw.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _single_openmp_thread() -> Iterator[None]:
-    """Training and scoring run eagerly in the test thread. On a loaded 2-core machine OpenMP's
-    per-call thread start-up dominates HistGradientBoosting's predictions on small batches
-    (scoring 30 events took ~10 s with 2 threads, ~1 s with 1), which would blow the time budget."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
 @pytest.fixture(autouse=True)
 def _role_groups(transactional_db) -> None:
     """live_server needs a transactional database, which is flushed after each test and with it the

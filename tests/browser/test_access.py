@@ -40,7 +40,9 @@ def test_user_without_a_role_gets_403_and_claims_nothing(mallory, login):
         assert response.status == 403, path
         assert page.get_by_role("heading", name="Access denied").is_visible()
         assert page.get_by_text("Your account mallory does not have the role this page needs.").is_visible()
-        assert page.get_by_role("button", name="Log out").is_visible(), "a user without a role must be able to log out from the 403 page"
+        assert page.get_by_role("button", name="Log out").is_visible(), (
+            "a user without a role must be able to log out from the 403 page"
+        )
         assert page.get_by_role("heading", name="Review queue").count() == 0
         assert page.get_by_role("link", name="Queue").count() == 0, "no navigation to pages the user cannot open"
         assert page.locator("#decision-form").count() == 0

@@ -25,7 +25,9 @@ def test_second_reviewer_cannot_decide_an_item_another_holds(alice, bob, login):
     # The page hides the form; the server must refuse the POST anyway.
     force_decision_post(bob_page, item_id=item.pk, verdict="overturn", reason="known_benign")
     errors = messages_of(bob_page, "error")
-    assert len(errors) == 1 and errors[0].startswith("Your decision was not recorded. This item is claimed by alice until"), errors
+    assert len(errors) == 1 and errors[0].startswith("Your decision was not recorded. This item is claimed by alice until"), (
+        errors
+    )
     assert not Verdict.objects.filter(item=item).exists()
     item.refresh_from_db()
     assert (item.state, item.claimed_by) == (ReviewState.CLAIMED, alice)

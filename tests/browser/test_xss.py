@@ -24,7 +24,10 @@ def test_hostile_event_data_renders_as_text_on_queue_and_item_pages(alice, login
         external_id=f"ext{IMG}",
         entity=f"{SCRIPT}{IMG}",
         attributes={"bytes": 10, "proto": IMG, "admin": False, "note": SCRIPT, IMG: SCRIPT},
-        explanation=[{"attribute": "note", "typical": SCRIPT, "contribution": 0.25}, {"attribute": "proto", "typical": IMG, "contribution": -0.1}],
+        explanation=[
+            {"attribute": "note", "typical": SCRIPT, "contribution": 0.25},
+            {"attribute": "proto", "typical": IMG, "contribution": -0.1},
+        ],
     )
     item = ReviewItemFactory(event=event)
 
@@ -37,7 +40,9 @@ def test_hostile_event_data_renders_as_text_on_queue_and_item_pages(alice, login
 
     assert claim_next(page) == item.pk
     assert_no_script_ran(page)
-    attributes = dict(zip(page.locator("#attributes th").all_inner_texts(), page.locator("#attributes td").all_inner_texts()))
+    attributes = dict(
+        zip(page.locator("#attributes th").all_inner_texts(), page.locator("#attributes td").all_inner_texts(), strict=True)
+    )
     assert attributes["note"] == SCRIPT
     assert attributes["proto"] == IMG
     assert attributes[IMG] == SCRIPT
