@@ -30,7 +30,9 @@ def main() -> int:
         env = {**os.environ, "SECAI_TEST_DB": "postgres"}
         status = subprocess.call(pytest, env=env)
     else:
-        print(f"== SKIPPED: every PostgreSQL, Redis and real-worker test, because {', '.join(missing)} is not reachable", flush=True)
+        print(
+            f"== SKIPPED: every PostgreSQL, Redis and real-worker test, because {', '.join(missing)} is not reachable", flush=True
+        )
     print("== database tests again on SQLite (the embedded default)", flush=True)
     env = {**os.environ, "SECAI_TEST_DB": "sqlite"}
     sqlite_status = subprocess.call([*pytest, "-m", "not integration and not postgres_only"], env=env)
