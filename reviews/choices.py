@@ -39,20 +39,34 @@ class ReviewState(models.TextChoices):
     EXPIRED = "expired"
 
 
+class ItemKind(models.TextChoices):
+    FLAGGED = "flagged"  # scored at or above the review threshold
+    AUDIT_SAMPLE = "audit_sample"  # a random event below the threshold, to estimate missed threats
+    APPEAL = "appeal"  # reopened because the affected person appealed
+
+
+class ReasonApplies(models.TextChoices):
+    APPROVE = "approve"
+    OVERTURN = "overturn"
+    BOTH = "both"
+
+
 class VerdictChoice(models.TextChoices):
     APPROVE = "approve"  # the proposed action was right: a threat
     OVERTURN = "overturn"  # the proposed action was wrong: a false positive
 
 
-class ReasonCode(models.TextChoices):
-    CONFIRMED_ATTACK = "confirmed_attack", "confirmed attack"
-    POLICY_VIOLATION = "policy_violation", "policy violation"
-    SUSPICIOUS_PATTERN = "suspicious_pattern", "suspicious pattern"
-    KNOWN_BENIGN = "known_benign", "known benign activity"
-    EXPECTED_BEHAVIOUR = "expected_behaviour", "expected behaviour of this entity"
-    MODEL_ERROR = "model_error", "model error"
-    INSUFFICIENT_EVIDENCE = "insufficient_evidence", "insufficient evidence"
-    OTHER = "other"
+# The reason codes a new installation starts with: (code, label, applies to). Admins edit them.
+DEFAULT_REASONS = [
+    ("confirmed_attack", "confirmed attack", "approve"),
+    ("policy_violation", "policy violation", "approve"),
+    ("suspicious_pattern", "suspicious pattern", "approve"),
+    ("known_benign", "known benign activity", "overturn"),
+    ("expected_behaviour", "expected behaviour of this entity", "overturn"),
+    ("model_error", "model error", "overturn"),
+    ("insufficient_evidence", "insufficient evidence", "overturn"),
+    ("other", "other", "both"),
+]
 
 
 class LabelOrigin(models.TextChoices):

@@ -2,14 +2,27 @@
 
 from django import forms
 
-from reviews.choices import Action, ReasonCode, VerdictChoice
+from reviews.choices import Action, VerdictChoice
+from reviews.models import ReasonCode
 
 
 class DecisionForm(forms.Form):
     verdict = forms.ChoiceField(choices=VerdictChoice.choices, widget=forms.RadioSelect)
-    reason = forms.ChoiceField(choices=ReasonCode.choices)
+    reason = forms.ChoiceField(choices=())
     note = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
     then = forms.ChoiceField(choices=[("next", "next"), ("stay", "stay")], required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reasons = list(ReasonCode.objects.filter(active=True))
+        self.fields["reason"].choices = [("", "Choose a reason")] + [(r.code, r.label) for r in self.reasons]
+
+    def clean(self):
+        data = super().clean()
+        reason = next((r for r in self.reasons if r.code == data.get("reason")), None)
+        if reason is not None and data.get("verdict") and reason.applies_to not in (data["verdict"], "both"):
+            self.add_error("reason", f"“{reason.label}” is a reason to {reason.applies_to}, not to {data['verdict']}.")
+        return data
 
     def clean_note(self) -> str:
         note = self.cleaned_data.get("note", "")

@@ -3,8 +3,18 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
-from reviews.choices import Action, AttributeType, EventStatus, LabelOrigin, ReasonCode, ReviewState, VerdictChoice
+from reviews.choices import (
+    Action,
+    AttributeType,
+    EventStatus,
+    ItemKind,
+    LabelOrigin,
+    ReasonApplies,
+    ReviewState,
+    VerdictChoice,
+)
 
 
 class Source(models.Model):
@@ -41,7 +51,11 @@ class Policy(models.Model):
     # and "allow" below all of them.
     thresholds = models.JSONField(default=default_thresholds)
     review_threshold = models.FloatField(default=0.5)
+    # Share of events below the review threshold sent to the queue anyway, so that reviewers'
+    # verdicts on them estimate how many threats the model misses.
     audit_sample_rate = models.FloatField(default=0.0)
+    # Actions that need two agreeing verdicts from different reviewers (four-eyes).
+    four_eyes_actions = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -93,6 +107,8 @@ class ReviewItem(models.Model):
     score = models.FloatField()
     priority = models.FloatField(db_index=True)
     state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.OPEN)
+    kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.FLAGGED)
+    required_verdicts = models.PositiveSmallIntegerField(default=1)
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_items"
     )
@@ -107,16 +123,37 @@ class ReviewItem(models.Model):
         return f"review of {self.event}"
 
 
+class ReasonCode(models.Model):
+    """Admin-editable reasons a reviewer gives for a verdict."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    label = models.CharField(max_length=100)
+    applies_to = models.CharField(max_length=8, choices=ReasonApplies.choices, default=ReasonApplies.BOTH)
+    active = models.BooleanField(default=True)
+    order = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        ordering = ["order", "code"]
+
+    def __str__(self) -> str:
+        return self.label
+
+
 class Verdict(models.Model):
     item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="verdicts")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="verdicts")
     verdict = models.CharField(max_length=16, choices=VerdictChoice.choices)
-    reason = models.CharField(max_length=32, choices=ReasonCode.choices)
+    reason = models.CharField(max_length=32)  # a ReasonCode.code, kept as text so history survives edits
     note = models.TextField(blank=True, max_length=4000)
     created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)  # set when the reviewer undid it
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["item", "reviewer"], name="verdict_one_per_reviewer")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "reviewer"], condition=Q(undone_at__isnull=True), name="verdict_one_live_per_reviewer"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.reviewer} on {self.item_id}"

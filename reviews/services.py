@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -13,11 +14,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from reviews.audit import audit_record
-from reviews.choices import ACTION_SEVERITY, EventStatus, LabelOrigin, ReasonCode, ReviewState, VerdictChoice
-from reviews.models import Event, Label, Policy, ReviewItem, Source, Verdict
+from reviews.choices import ACTION_SEVERITY, EventStatus, ItemKind, LabelOrigin, ReasonApplies, ReviewState, VerdictChoice
+from reviews.models import Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import CleanEvent, FieldError, validate_batch
 
 logger = logging.getLogger(__name__)
+_rng = random.SystemRandom()
 
 
 class ServiceError(Exception):
@@ -57,19 +59,12 @@ def source_create(*, name: str, schema: dict[str, str], description: str = "", a
 def policy_update(*, policy: Policy, actor, **changes: Any) -> Policy:
     with transaction.atomic():
         policy = Policy.objects.select_for_update().get(pk=policy.pk)
-        before = {
-            "thresholds": policy.thresholds,
-            "review_threshold": policy.review_threshold,
-            "audit_sample_rate": policy.audit_sample_rate,
-        }
+        fields = ("thresholds", "review_threshold", "audit_sample_rate", "four_eyes_actions")
+        before = {f: getattr(policy, f) for f in fields}
         for key, value in changes.items():
             setattr(policy, key, value)
         policy.save()
-        after = {
-            "thresholds": policy.thresholds,
-            "review_threshold": policy.review_threshold,
-            "audit_sample_rate": policy.audit_sample_rate,
-        }
+        after = {f: getattr(policy, f) for f in fields}
         audit_record(actor=actor, verb="policy.update", obj=policy, before=before, after=after)
     return policy
 
@@ -225,6 +220,8 @@ def events_score(*, event_ids: list[int]) -> int:
                 qs = qs.select_for_update(skip_locked=True)
             events = list(qs.only("id", "status"))
             items = []
+            policy = Policy.objects.get(source_id=source_id)
+            four_eyes = set(policy.four_eyes_actions or [])
             for event in events:
                 i = results[event.id]
                 action, flagged = outcome.actions[i], outcome.flagged[i]
@@ -233,14 +230,19 @@ def events_score(*, event_ids: list[int]) -> int:
                 event.proposed_action = action
                 event.explanation = outcome.explanations[i]
                 event.scored_at = now
-                event.status = EventStatus.QUEUED if flagged else EventStatus.CLEARED
-                if flagged:
+                # A random share of the events below the threshold goes to reviewers too: their
+                # verdicts estimate the threats the model misses, which flagged items never show.
+                audit = not flagged and policy.audit_sample_rate > 0 and _rng.random() < policy.audit_sample_rate
+                event.status = EventStatus.QUEUED if (flagged or audit) else EventStatus.CLEARED
+                if flagged or audit:
                     items.append(
                         ReviewItem(
                             event=event,
                             source_id=source_id,
                             proposed_action=action,
                             score=event.score,
+                            kind=ItemKind.FLAGGED if flagged else ItemKind.AUDIT_SAMPLE,
+                            required_verdicts=2 if flagged and action in four_eyes else 1,
                             priority=priority_for(action, event.score),
                         )
                     )
@@ -333,6 +335,14 @@ def _conflict_for(item: ReviewItem, reviewer, releasing: bool = False) -> ItemCo
     return ItemConflict(f"This item cannot be taken in state {item.state}.", field="state")
 
 
+def reason_codes_for(*, verdict: str | None = None) -> list[str]:
+    """Active reason codes, optionally those that fit a verdict."""
+    qs = ReasonCode.objects.filter(active=True)
+    if verdict is not None:
+        qs = qs.filter(applies_to__in=[verdict, ReasonApplies.BOTH])
+    return list(qs.values_list("code", flat=True))
+
+
 def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "") -> Verdict:
     """Record a reviewer's verdict, close the item and turn it into a training label.
 
@@ -342,8 +352,9 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
     """
     if verdict not in VerdictChoice.values:
         raise ServiceError(f"verdict must be one of {', '.join(VerdictChoice.values)}", field="verdict")
-    if reason not in ReasonCode.values:
-        raise ServiceError(f"reason must be one of {', '.join(ReasonCode.values)}", field="reason")
+    allowed = reason_codes_for(verdict=verdict)
+    if reason not in allowed:
+        raise ServiceError(f"reason must be one of {', '.join(allowed)} for {verdict}", field="reason")
     now = timezone.now()
     with transaction.atomic():
         won = (
@@ -362,7 +373,13 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
         Event.objects.filter(pk=item.event_id).update(status=EventStatus.DECIDED)
         Label.objects.update_or_create(
             event_id=item.event_id,
-            defaults={"is_threat": verdict == VerdictChoice.APPROVE, "origin": LabelOrigin.VERDICT, "verdict": record},
+            defaults={
+                "is_threat": verdict == VerdictChoice.APPROVE,
+                # Audit-sample labels are kept apart so training can weigh them separately from
+                # the labels of flagged events, which over-represent what the model already flags.
+                "origin": LabelOrigin.AUDIT_SAMPLE if item.kind == ItemKind.AUDIT_SAMPLE else LabelOrigin.VERDICT,
+                "verdict": record,
+            },
         )
         audit_record(
             actor=reviewer,

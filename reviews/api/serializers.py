@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from reviews.choices import Action, ReasonCode, VerdictChoice
+from reviews.choices import Action, VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
 
 
@@ -103,8 +103,22 @@ class ReviewItemSerializer(serializers.ModelSerializer):
 
 class DecisionInSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=VerdictChoice.choices)
-    reason = serializers.ChoiceField(choices=ReasonCode.choices)
+    reason = serializers.CharField(max_length=32, help_text="an active reason code (GET /api/v1/reason-codes/)")
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+    def validate_reason(self, value: str) -> str:
+        from reviews.services import reason_codes_for
+
+        if value not in reason_codes_for():
+            raise serializers.ValidationError("is not an active reason code")
+        return value
+
+    def validate(self, data: dict) -> dict:
+        from reviews.services import reason_codes_for
+
+        if data["reason"] not in reason_codes_for(verdict=data["verdict"]):
+            raise serializers.ValidationError({"reason": f"is not a reason to {data['verdict']}"})
+        return data
 
     def validate_note(self, value: str) -> str:
         if "\x00" in value:
@@ -149,10 +163,11 @@ class PolicySerializer(serializers.ModelSerializer):
     thresholds = ThresholdSerializer(many=True)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)
     audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0)
+    four_eyes_actions = serializers.ListField(child=serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW]))
 
     class Meta:
         model = Policy
-        fields = ["source", "thresholds", "review_threshold", "audit_sample_rate", "updated_at"]
+        fields = ["source", "thresholds", "review_threshold", "audit_sample_rate", "four_eyes_actions", "updated_at"]
         read_only_fields = ["source", "updated_at"]
 
     def validate_thresholds(self, value: list[dict]) -> list[dict]:
