@@ -18,7 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 ISOLATION_FOREST = "isolation_forest"
 HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
@@ -28,6 +28,19 @@ HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
 # arbitrary classes.
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 _TRUSTED_EXACT = {"functools.partial"}  # HistGradientBoosting keeps a partial of its own loss function
+
+
+_threadpools: ThreadpoolController | None = None
+
+
+def _one_openmp_thread():
+    """The same as threadpool_limits(limits=1, user_api="openmp"), but the scan of the loaded
+    native libraries is done once per process instead of on every call: that scan costs a few
+    milliseconds, more than the prediction itself for one row."""
+    global _threadpools
+    if _threadpools is None:
+        _threadpools = ThreadpoolController()
+    return _threadpools.limit(limits=1, user_api="openmp")
 
 
 class ModelIntegrityError(Exception):
@@ -119,7 +132,7 @@ def fit(spec: FeatureSpec, algorithm: str, X: pd.DataFrame, y: np.ndarray | None
     pipeline = build_pipeline(spec, algorithm)
     # Single-threaded for the same reason as predict_scores: training shares the machine with
     # scoring workers, and OpenMP threads that spin-wait for a busy core slow everything down.
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with _one_openmp_thread():
         if algorithm == HIST_GRADIENT_BOOSTING:
             if y is None or len(np.unique(y)) < 2:
                 raise ValueError("supervised training needs labels of both classes")
@@ -160,7 +173,7 @@ def predict_scores(bundle: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
     pipeline = bundle["pipeline"]
     # One thread per prediction: a scoring worker is one of several processes on the machine, and
     # OpenMP's thread start-up dominates on batches of a few thousand rows when cores are shared.
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with _one_openmp_thread():
         if bundle["algorithm"] == ISOLATION_FOREST:
             return np.clip(-pipeline.score_samples(X), 0.0, 1.0)
         return pipeline.predict_proba(X)[:, 1]

@@ -11,8 +11,5 @@ urlpatterns = [
     path("items/<int:pk>/claim/", views.item_claim, name="claim"),
     path("items/<int:pk>/release/", views.item_release, name="release"),
     path("items/<int:pk>/decide/", views.item_decide, name="decide"),
-    path("models/", views.models_page, name="models"),
-    path("models/<int:pk>/<str:verb>/", views.model_action, name="model-action"),
-    path("sources/<slug:name>/retrain/", views.model_retrain, name="retrain"),
     path("sources/<slug:name>/policy/", views.policy_page, name="policy"),
 ]

@@ -30,5 +30,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("models/", include("models_registry.urls")),
     path("", include("reviews.urls")),
 ]

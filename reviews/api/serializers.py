@@ -163,7 +163,9 @@ class PolicySerializer(serializers.ModelSerializer):
     thresholds = ThresholdSerializer(many=True)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)
     audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0)
-    four_eyes_actions = serializers.ListField(child=serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW]))
+    four_eyes_actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW])
+    )
 
     class Meta:
         model = Policy

@@ -21,7 +21,9 @@ from reviews.models import Event, Label, Policy, ReviewItem, Verdict
 from tests.conftest import NSL_LIVE, nsl_events
 from tests.integration.conftest import Worker, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: each test starts with what the migrations created (role groups and the
+# like), which the flush after a transactional test removes.
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 SCORE = "reviews.tasks.score_events"
 SWEEP = "reviews.tasks.sweep_unscored_events"
@@ -321,3 +323,4 @@ def test_worker_killed_mid_batch_leaves_every_event_scored_exactly_once(live_ser
     # rest: each of its runs reports how many events it claimed.
     assert dict(Event.objects.filter(id__in=list(scored_before)).values_list("id", "scored_at")) == scored_before
     assert events_scored_by(second) == total - len(scored_before), second.succeeded(SCORE)
+    print("DEBUG", len(scored_before), events_scored_by(first), len(in_flight), stuck, sweep_runs, len(second.succeeded(SCORE)), second.succeeded(SCORE))

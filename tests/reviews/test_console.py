@@ -15,7 +15,7 @@ def login(client, user):
     return client
 
 
-@pytest.mark.parametrize("url_name", ["reviews:queue", "reviews:models"])
+@pytest.mark.parametrize("url_name", ["reviews:queue", "registry:models"])
 def test_anonymous_is_sent_to_login(client, url_name):
     resp = client.get(reverse(url_name))
     assert resp.status_code == 302 and resp["Location"].startswith("/login/")
@@ -24,7 +24,7 @@ def test_anonymous_is_sent_to_login(client, url_name):
 def test_roles_on_console_pages(client, alice, carol, mallory, ingest):
     item = ReviewItemFactory()
     pages = [reverse("reviews:queue"), reverse("reviews:item", args=[item.pk])]
-    admin_pages = [reverse("reviews:models"), reverse("reviews:policy", args=[item.source.name])]
+    admin_pages = [reverse("registry:models"), reverse("reviews:policy", args=[item.source.name])]
     for user, queue_ok, admin_ok in ((alice, True, False), (carol, True, True), (mallory, False, False), (ingest, False, False)):
         client.logout()
         login(client, user)
