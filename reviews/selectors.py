@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from reviews.choices import ReviewState
-from reviews.models import Event, ReviewItem, Source
+from reviews.choices import Action, ItemKind, ReviewState
+from reviews.models import Event, ReviewItem, Source, Verdict
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
 
@@ -30,13 +39,16 @@ def review_item_current_claim(*, reviewer, source: Source | None = None) -> Revi
     return qs.order_by(*QUEUE_ORDER).first()
 
 
-def review_item_next_candidates(*, source: Source | None = None) -> QuerySet[ReviewItem]:
+def review_item_next_candidates(*, source: Source | None = None, reviewer=None) -> QuerySet[ReviewItem]:
     """Open items in queue order to try to claim. On PostgreSQL the first row no other transaction
     holds is locked and returned alone (locking more would hide rows from concurrent reviewers);
     elsewhere a few candidates are returned and the compare-and-set claim picks the first it wins."""
     qs = ReviewItem.objects.filter(state=ReviewState.OPEN)
     if source is not None:
         qs = qs.filter(source=source)
+    if reviewer is not None:
+        # a four-eyes item waiting for its second opinion is not handed back to the first reviewer
+        qs = qs.exclude(pk__in=Verdict.objects.filter(reviewer=reviewer, undone_at__isnull=True).values("item_id"))
     qs = qs.order_by(*QUEUE_ORDER)
     if connection.features.has_select_for_update_skip_locked:
         return qs.select_for_update(skip_locked=True)[:1]
@@ -56,3 +68,233 @@ def event_list(*, source: str | None = None, status: str | None = None, entity: 
     if entity:
         qs = qs.filter(entity=entity)
     return qs
+
+
+# ---------------------------------------------------------------- the console's queue
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What a reviewer can narrow the queue to. Every field is optional."""
+
+    state: str = "open"  # a ReviewState, "active" (open + claimed) or "all"
+    source: str = ""
+    action: str = ""
+    kind: str = ""
+    min_score: float | None = None
+    max_score: float | None = None
+    entity: str = ""
+    model_version: int | None = None
+    max_age_hours: float | None = None
+    q: str = ""  # entity or external id, exact or prefix
+
+    @classmethod
+    def from_query(cls, params) -> QueueFilters:
+        def number(name: str, cast=float):
+            raw = (params.get(name) or "").strip()
+            try:
+                value = cast(raw) if raw else None
+            except ValueError:
+                return None
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            return value
+
+        state = params.get("state") or "open"
+        if state not in ("active", "all", *ReviewState.values):
+            state = "active"
+        action = params.get("action") or ""
+        kind = params.get("kind") or ""
+        return cls(
+            state=state,
+            source=(params.get("source") or "")[:64],
+            action=action if action in Action.values else "",
+            kind=kind if kind in ItemKind.values else "",
+            min_score=number("min_score"),
+            max_score=number("max_score"),
+            entity=(params.get("entity") or "")[:200],
+            model_version=number("model_version", int),
+            max_age_hours=number("max_age_hours"),
+            q=(params.get("q") or "").strip()[:200],
+        )
+
+    def fields(self) -> list[tuple[str, object]]:
+        """The filters that are set, as (name, value) pairs, for hidden form fields."""
+        return [(k, v) for k, v in self.__dict__.items() if v not in ("", None)]
+
+    def as_query(self, **override) -> str:
+        values = {**{k: v for k, v in self.__dict__.items()}, **override}
+        return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "state" and v == "open")})
+
+
+def review_queue_filtered(*, filters: QueueFilters, apply_state: bool = True) -> QuerySet[ReviewItem]:
+    qs = ReviewItem.objects.all()
+    if apply_state:
+        if filters.state == "active":
+            qs = qs.filter(state__in=[ReviewState.OPEN, ReviewState.CLAIMED])
+        elif filters.state != "all":
+            qs = qs.filter(state=filters.state)
+    if filters.source:
+        qs = qs.filter(source__name=filters.source)
+    if filters.action:
+        qs = qs.filter(proposed_action=filters.action)
+    if filters.kind:
+        qs = qs.filter(kind=filters.kind)
+    if filters.min_score is not None:
+        qs = qs.filter(score__gte=filters.min_score)
+    if filters.max_score is not None:
+        qs = qs.filter(score__lte=filters.max_score)
+    if filters.entity:
+        qs = qs.filter(event__entity=filters.entity)
+    if filters.model_version is not None:
+        qs = qs.filter(event__model_version__version=filters.model_version)
+    if filters.max_age_hours is not None:
+        qs = qs.filter(created_at__gte=timezone.now() - timedelta(hours=filters.max_age_hours))
+    if filters.q:
+        qs = qs.filter(Q(event__entity__startswith=filters.q) | Q(event__external_id=filters.q))
+    return qs
+
+
+def _encode_cursor(item: ReviewItem) -> str:
+    raw = json.dumps([item.priority, item.created_at.isoformat(), item.pk])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, datetime, int] | None:
+    try:
+        priority, created, pk = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        return float(priority), datetime.fromisoformat(created), int(pk)
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+        return None
+
+
+def review_queue_page(*, filters: QueueFilters, after: str = "", size: int = 50) -> tuple[list[ReviewItem], str]:
+    """One page of the queue in priority order, by keyset: the page after `after` is found by
+    an index range scan, so page 1,000 costs what page 1 costs (no OFFSET)."""
+    qs = review_queue_filtered(filters=filters).select_related("event", "source", "claimed_by", "event__model_version")
+    cursor = _decode_cursor(after) if after else None
+    if cursor is not None:
+        priority, created, pk = cursor
+        qs = qs.filter(
+            Q(priority__lt=priority)
+            | Q(priority=priority, created_at__gt=created)
+            | Q(priority=priority, created_at=created, pk__gt=pk)
+        )
+    rows = list(qs.order_by(*QUEUE_ORDER)[: size + 1])
+    next_cursor = _encode_cursor(rows[size - 1]) if len(rows) > size else ""
+    return rows[:size], next_cursor
+
+
+def review_queue_counts(*, filters: QueueFilters) -> dict[str, dict[str, int]]:
+    """Counts for the filter bar: per state (other filters applied) and per proposed action."""
+    by_state = dict(
+        review_queue_filtered(filters=filters, apply_state=False).values_list("state").annotate(n=Count("id")).order_by()
+    )
+    by_action = dict(review_queue_filtered(filters=filters).values_list("proposed_action").annotate(n=Count("id")).order_by())
+    by_state["active"] = by_state.get(ReviewState.OPEN, 0) + by_state.get(ReviewState.CLAIMED, 0)
+    return {"state": by_state, "action": by_action}
+
+
+# ---------------------------------------------------------------- the item page's context
+
+
+def entity_history(*, event: Event, limit: int = 20) -> list[Event]:
+    """The entity's earlier events in the same source, newest first, with their verdicts."""
+    return list(
+        Event.objects.filter(source_id=event.source_id, entity=event.entity)
+        .exclude(pk=event.pk)
+        .select_related("model_version", "label")
+        .prefetch_related("review_item__verdicts__reviewer")
+        .order_by("-occurred_at", "-id")[:limit]
+    )
+
+
+def similar_decided_events(*, event: Event, limit: int = 5, pool: int = 3000) -> list[tuple[float, Event, Verdict]]:
+    """Past verdicts on the events most like this one: nearest neighbours among the source's most
+    recently decided events, on the same attributes (numeric attributes scaled by their spread
+    in the pool, log-compressed; a categorical mismatch counts as one)."""
+    decided = list(
+        Verdict.objects.filter(item__source_id=event.source_id, undone_at__isnull=True)
+        .exclude(item__event_id=event.pk)
+        .select_related("item__event", "reviewer")
+        .order_by("-created_at")[:pool]
+    )
+    if not decided:
+        return []
+    schema = event.source.schema
+    numeric = [k for k, t in schema.items() if t in ("numeric", "boolean")]
+    categorical = [k for k, t in schema.items() if t == "categorical"]
+
+    def vec(attrs: dict) -> list[float]:
+        out = []
+        for k in numeric:
+            v = attrs.get(k)
+            v = float(v) if isinstance(v, (int, float)) else 0.0
+            out.append(math.copysign(math.log1p(abs(v)), v))
+        return out
+
+    pool_vecs = [vec(v.item.event.attributes) for v in decided]
+    spreads = []
+    for j in range(len(numeric)):
+        col = [row[j] for row in pool_vecs]
+        mean = sum(col) / len(col)
+        spreads.append(math.sqrt(sum((x - mean) ** 2 for x in col) / len(col)) or 1.0)
+    target = vec(event.attributes)
+    scored = []
+    for v, row in zip(decided, pool_vecs, strict=True):
+        d = sum(((a - b) / s) ** 2 for a, b, s in zip(target, row, spreads, strict=True))
+        d += sum(1.0 for k in categorical if v.item.event.attributes.get(k) != event.attributes.get(k))
+        scored.append((math.sqrt(d), v.item.event, v))
+    scored.sort(key=lambda t: t[0])
+    return scored[:limit]
+
+
+def attribute_signature(attrs: dict, schema: dict[str, str]) -> tuple:
+    """A coarse fingerprint: categorical values as they are, numbers on a log scale rounded to one
+    decimal. Events with the same fingerprint are near-identical for a reviewer's purposes."""
+    parts = []
+    for k, t in sorted(schema.items()):
+        v = attrs.get(k)
+        if t in ("numeric", "boolean") and isinstance(v, (int, float)):
+            parts.append((k, round(math.copysign(math.log1p(abs(float(v))), float(v)), 1)))
+        elif t == "categorical":
+            parts.append((k, v))
+    return tuple(parts)
+
+
+def open_item_clusters(*, filters: QueueFilters, pool: int = 5000, min_size: int = 2) -> list[dict]:
+    """Groups of open items with the same proposed action and attribute fingerprint, largest first,
+    so a reviewer can clear many copies of one benign pattern in one decision."""
+    items = list(
+        review_queue_filtered(filters=QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}))
+        .select_related("event", "source")
+        .order_by(*QUEUE_ORDER)[:pool]
+    )
+    groups: dict[tuple, list[ReviewItem]] = {}
+    for item in items:
+        key = (item.source_id, item.proposed_action, attribute_signature(item.event.attributes, item.source.schema))
+        groups.setdefault(key, []).append(item)
+    clusters = []
+    for members in groups.values():
+        if len(members) < min_size:
+            continue
+        digest = hashlib.sha256(
+            repr(
+                (
+                    members[0].source_id,
+                    members[0].proposed_action,
+                    attribute_signature(members[0].event.attributes, members[0].source.schema),
+                )
+            ).encode()
+        ).hexdigest()[:12]
+        clusters.append(
+            {
+                "key": digest,
+                "size": len(members),
+                "example": members[0],
+                "ids": [m.pk for m in members],
+                "entities": sorted({m.event.entity for m in members})[:5],
+            }
+        )
+    clusters.sort(key=lambda c: -c["size"])
+    return clusters

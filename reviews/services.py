@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from reviews import roles
 from reviews.audit import audit_record
 from reviews.choices import ACTION_SEVERITY, EventStatus, ItemKind, LabelOrigin, ReasonApplies, ReviewState, VerdictChoice
 from reviews.models import Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
@@ -246,14 +247,35 @@ def events_score(*, event_ids: list[int]) -> int:
                             priority=priority_for(action, event.score),
                         )
                     )
-            Event.objects.bulk_update(
-                events, ["score", "model_version", "proposed_action", "explanation", "scored_at", "status"], batch_size=500
-            )
+            _events_write_scores(events, model_version_id=outcome.model_version_id, scored_at=now)
             # One review item per event is a unique constraint, so even a bug that let two
             # workers through could not queue an event twice.
             ReviewItem.objects.bulk_create(items, batch_size=500, ignore_conflicts=True)
             scored += len(events)
     return scored
+
+
+def _events_write_scores(events: list[Event], *, model_version_id: int, scored_at) -> None:
+    """Write score, model_version, proposed_action, explanation, scored_at and status of events.
+
+    One bulk_update of all six fields builds a CASE WHEN per row and per field, and the ORM's work
+    on those expressions was most of the time of a 1,000-event batch. Here the fields that few
+    distinct values cover are written with one UPDATE per (status, action), and only the per-row
+    score and explanation go through bulk_update.
+    """
+    shared: dict[tuple[str, str], list[int]] = {}
+    for event in events:
+        shared.setdefault((event.status, event.proposed_action), []).append(event.id)
+    for (status, action), ids in shared.items():
+        Event.objects.filter(id__in=ids).update(
+            status=status, proposed_action=action, model_version_id=model_version_id, scored_at=scored_at
+        )
+    Event.objects.bulk_update(events, ["score"], batch_size=500)
+    explained = [e for e in events if e.explanation is not None]
+    Event.objects.bulk_update(explained, ["explanation"], batch_size=500)
+    unexplained = [e.id for e in events if e.explanation is None]
+    if unexplained:
+        Event.objects.filter(id__in=unexplained).update(explanation=None)
 
 
 # ---------------------------------------------------------------- review items
@@ -271,6 +293,8 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
     """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
+    if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
+        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
     with transaction.atomic():
         won = (
             ReviewItem.objects.filter(pk=item.pk)
@@ -293,7 +317,7 @@ def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewI
         return current
     for _attempt in range(5):
         with transaction.atomic():
-            candidates = list(review_item_next_candidates(source=source))
+            candidates = list(review_item_next_candidates(source=source, reviewer=reviewer))
             if not candidates:
                 return None
             for candidate in candidates:
@@ -330,6 +354,8 @@ def _conflict_for(item: ReviewItem, reviewer, releasing: bool = False) -> ItemCo
         return ItemConflict(
             f"This item is claimed by {item.claimed_by.get_username()} until {item.claim_expires_at:%H:%M:%S} UTC.", field="state"
         )
+    if item.state == ReviewState.ESCALATED:
+        return ItemConflict("The reviewers disagreed on this item; it is escalated to an admin.", field="state")
     if releasing:
         return ItemConflict("You do not hold a claim on this item.", field="state")
     return ItemConflict(f"This item cannot be taken in state {item.state}.", field="state")
@@ -344,11 +370,16 @@ def reason_codes_for(*, verdict: str | None = None) -> list[str]:
 
 
 def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "") -> Verdict:
-    """Record a reviewer's verdict, close the item and turn it into a training label.
+    """Record a reviewer's verdict; close the item once enough reviewers agree.
 
-    The state change is a compare-and-set: it succeeds only if the item is open, claimed by this
-    reviewer, or held by a claim that has expired. A second reviewer, or a second submission,
-    gets an ItemConflict (HTTP 409) and changes nothing.
+    The item row is taken with a compare-and-set (open, claimed by this reviewer, or held by an
+    expired claim; escalated items only by an admin), so a second reviewer or a second
+    submission gets an ItemConflict (HTTP 409) and changes nothing. The update also locks the
+    row, which orders concurrent verdicts on one four-eyes item.
+
+    Items needing two verdicts (four-eyes) return to the queue after the first; a second,
+    agreeing verdict from another reviewer decides them; disagreement escalates to an admin,
+    whose verdict is final. A decided item becomes a training label (approve = threat).
     """
     if verdict not in VerdictChoice.values:
         raise ServiceError(f"verdict must be one of {', '.join(VerdictChoice.values)}", field="verdict")
@@ -356,41 +387,126 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
     if reason not in allowed:
         raise ServiceError(f"reason must be one of {', '.join(allowed)} for {verdict}", field="reason")
     now = timezone.now()
+    takeable = _claim_filter(reviewer, now)
+    if roles.is_admin(reviewer):
+        takeable |= Q(state=ReviewState.ESCALATED)
     with transaction.atomic():
-        won = (
-            ReviewItem.objects.filter(pk=item.pk)
-            .filter(_claim_filter(reviewer, now))
-            .update(state=ReviewState.DECIDED, decided_at=now, claimed_by=reviewer, claim_expires_at=None)
-        )
+        won = ReviewItem.objects.filter(pk=item.pk).filter(takeable).update(claimed_by=reviewer, claim_expires_at=None)
         item.refresh_from_db()
         if not won:
             raise _conflict_for(item, reviewer)
+        before_state = item.state
         try:
             with transaction.atomic():
                 record = Verdict.objects.create(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
         except IntegrityError as exc:
-            raise ItemConflict("You have already decided this item.", field="state") from exc
-        Event.objects.filter(pk=item.event_id).update(status=EventStatus.DECIDED)
-        Label.objects.update_or_create(
-            event_id=item.event_id,
-            defaults={
-                "is_threat": verdict == VerdictChoice.APPROVE,
-                # Audit-sample labels are kept apart so training can weigh them separately from
-                # the labels of flagged events, which over-represent what the model already flags.
-                "origin": LabelOrigin.AUDIT_SAMPLE if item.kind == ItemKind.AUDIT_SAMPLE else LabelOrigin.VERDICT,
-                "verdict": record,
-            },
-        )
+            raise ItemConflict(
+                "You have already given your verdict on this item; a second reviewer must decide.", field="state"
+            ) from exc
+        live = list(item.verdicts.filter(undone_at__isnull=True).values_list("verdict", flat=True))
+        if before_state == ReviewState.ESCALATED or len(live) >= item.required_verdicts and len(set(live)) == 1:
+            _item_decide(item=item, record=record, now=now)
+            verb, after = "item.decide", {"state": ReviewState.DECIDED, "verdict": verdict, "reason": reason}
+        elif len(live) >= item.required_verdicts:
+            ReviewItem.objects.filter(pk=item.pk).update(state=ReviewState.ESCALATED, claimed_by=None, claim_expires_at=None)
+            verb, after = "item.escalate", {"state": ReviewState.ESCALATED, "verdicts": live}
+        else:
+            ReviewItem.objects.filter(pk=item.pk).update(state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None)
+            verb, after = (
+                "item.first_opinion",
+                {"state": ReviewState.OPEN, "verdict": verdict, "reason": reason, "awaiting": item.required_verdicts - len(live)},
+            )
         audit_record(
             actor=reviewer,
-            verb="item.decide",
+            verb=verb,
             obj=item,
-            before={"state": ReviewState.CLAIMED, "proposed_action": item.proposed_action},
-            after={"state": ReviewState.DECIDED, "verdict": verdict, "reason": reason},
+            before={"state": before_state, "proposed_action": item.proposed_action},
+            after=after,
         )
+        item.refresh_from_db()
         source_id = item.source_id
-        transaction.on_commit(lambda: _maybe_retrain(source_id))
+        if item.state == ReviewState.DECIDED:
+            transaction.on_commit(lambda: _maybe_retrain(source_id))
     return record
+
+
+def _item_decide(*, item: ReviewItem, record: Verdict, now) -> None:
+    ReviewItem.objects.filter(pk=item.pk).update(state=ReviewState.DECIDED, decided_at=now, claim_expires_at=None)
+    Event.objects.filter(pk=item.event_id).update(status=EventStatus.DECIDED)
+    Label.objects.update_or_create(
+        event_id=item.event_id,
+        defaults={
+            "is_threat": record.verdict == VerdictChoice.APPROVE,
+            # Audit-sample labels are kept apart so training can weigh them separately from
+            # the labels of flagged events, which over-represent what the model already flags.
+            "origin": LabelOrigin.AUDIT_SAMPLE if item.kind == ItemKind.AUDIT_SAMPLE else LabelOrigin.VERDICT,
+            "verdict": record,
+        },
+    )
+
+
+def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
+    """Take back one's own verdict within SECAI_UNDO_SECONDS. The item returns to the reviewer's
+    claim with the other reviewers' verdicts intact, and a label made from this verdict is
+    removed. The verdict row stays (marked undone) and the undo is audited."""
+    if verdict.reviewer_id != reviewer.pk:
+        raise ItemConflict("Only the reviewer who gave a verdict can undo it.", field="verdict")
+    now = timezone.now()
+    window = timedelta(seconds=settings.SECAI_UNDO_SECONDS)
+    with transaction.atomic():
+        # Lock the item first so undo and a concurrent second opinion are ordered.
+        item = ReviewItem.objects.select_for_update().get(pk=verdict.item_id)
+        undone = Verdict.objects.filter(pk=verdict.pk, undone_at__isnull=True, created_at__gte=now - window).update(undone_at=now)
+        if not undone:
+            raise ItemConflict(
+                f"This verdict can no longer be undone (undo is possible for {settings.SECAI_UNDO_SECONDS} seconds).",
+                field="verdict",
+            )
+        before_state = item.state
+        Label.objects.filter(event_id=item.event_id, verdict_id=verdict.pk).delete()
+        ReviewItem.objects.filter(pk=item.pk).update(
+            state=ReviewState.CLAIMED,
+            claimed_by=reviewer,
+            claim_expires_at=now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS),
+            decided_at=None,
+        )
+        Event.objects.filter(pk=item.event_id, status=EventStatus.DECIDED).update(status=EventStatus.QUEUED)
+        audit_record(
+            actor=reviewer,
+            verb="verdict.undo",
+            obj=item,
+            before={"state": before_state, "verdict": verdict.verdict, "verdict_id": verdict.pk},
+            after={"state": ReviewState.CLAIMED},
+        )
+        item.refresh_from_db()
+    return item
+
+
+@dataclass
+class BulkResult:
+    decided: int = 0
+    first_opinions: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: str, note: str = "") -> BulkResult:
+    """Apply one verdict to many items, each in its own transaction, so one item held by another
+    reviewer is skipped and reported rather than failing the rest."""
+    if len(item_ids) > settings.SECAI_MAX_BULK:
+        raise ServiceError(f"at most {settings.SECAI_MAX_BULK} items per bulk decision", field="items")
+    result = BulkResult()
+    for item in ReviewItem.objects.filter(pk__in=item_ids).order_by("pk"):
+        try:
+            verdict_submit(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
+        except ItemConflict as exc:
+            result.skipped.append({"id": item.pk, "message": exc.message})
+            continue
+        item.refresh_from_db()
+        if item.state == ReviewState.DECIDED:
+            result.decided += 1
+        else:
+            result.first_opinions += 1
+    return result
 
 
 def _maybe_retrain(source_id: int) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from reviews import roles, selectors, services
-from reviews.choices import ReviewState
+from reviews.choices import Action, ItemKind, ReviewState, VerdictChoice
 from reviews.forms import DecisionForm, PolicyForm
-from reviews.models import AuditEntry, Source
+from reviews.models import AuditEntry, ReasonCode, ReviewItem, Source, Verdict
 
 
 def reviewer_required(view):
@@ -39,24 +43,29 @@ def admin_required(view):
 
 @reviewer_required
 def queue(request):
-    state = request.GET.get("state", "active")
-    if state not in ("active", *ReviewState.values):
-        state = "active"
-    source = Source.objects.filter(name=request.GET.get("source", "")).first()
-    items = selectors.review_queue(state=state, source=source)
-    page = Paginator(items, 50).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "reviews/queue.html",
+    filters = selectors.QueueFilters.from_query(request.GET)
+    rows, next_cursor = selectors.review_queue_page(filters=filters, after=request.GET.get("after", ""))
+    context = {
+        "rows": rows,
+        "next_cursor": next_cursor,
+        "filters": filters,
+        "query": filters.as_query(),
+        "my_claim": selectors.review_item_current_claim(reviewer=request.user),
+    }
+    if request.htmx and request.GET.get("after"):
+        return render(request, "reviews/partials/_queue_rows.html", context)  # "load more" appends rows
+    context.update(
         {
-            "page": page,
-            "state": state,
-            "states": ["active", *ReviewState.values],
+            "counts": selectors.review_queue_counts(filters=filters),
+            "states": ["open", "claimed", "active", "escalated", "decided", "all"],
+            "actions": Action.choices,
+            "kinds": ItemKind.choices,
             "sources": Source.objects.order_by("name"),
-            "source": source,
-            "my_claim": selectors.review_item_current_claim(reviewer=request.user),
-        },
+        }
     )
+    if request.htmx:
+        return render(request, "reviews/partials/_queue_table.html", context)
+    return render(request, "reviews/queue.html", context)
 
 
 @reviewer_required
@@ -73,10 +82,19 @@ def claim_next(request):
 @reviewer_required
 def item_detail(request, pk: int):
     item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
-    verdicts = item.verdicts.select_related("reviewer").order_by("created_at")
+    verdicts = list(item.verdicts.select_related("reviewer").order_by("created_at"))
+    live = [v for v in verdicts if v.undone_at is None]
     audit = AuditEntry.objects.filter(object_type="reviews.reviewitem", object_id=str(item.pk)).order_by("created_at")
-    can_decide = item.state == ReviewState.OPEN or (
-        item.state == ReviewState.CLAIMED and (item.claimed_by_id == request.user.pk or item.claim_expires_at is None)
+    user = request.user
+    already = any(v.reviewer_id == user.pk for v in live)
+    takeable = item.state == ReviewState.OPEN or (
+        item.state == ReviewState.CLAIMED
+        and (item.claimed_by_id == user.pk or (item.claim_expires_at is not None and item.claim_expires_at < timezone.now()))
+    )
+    can_decide = not already and (takeable or (item.state == ReviewState.ESCALATED and roles.is_admin(user)))
+    undo_window = timedelta(seconds=settings.SECAI_UNDO_SECONDS)
+    my_undoable = next(
+        (v for v in reversed(live) if v.reviewer_id == user.pk and v.created_at >= timezone.now() - undo_window), None
     )
     return render(
         request,
@@ -86,10 +104,106 @@ def item_detail(request, pk: int):
             "event": item.event,
             "attributes": sorted(item.event.attributes.items()),
             "form": DecisionForm(initial={"then": "next"}),
+            "reasons": ReasonCode.objects.filter(active=True),
+            "reason_labels": dict(ReasonCode.objects.values_list("code", "label")),
             "verdicts": verdicts,
+            "live_count": len(live),
             "audit": audit,
             "can_decide": can_decide,
-            "mine": item.state == ReviewState.CLAIMED and item.claimed_by_id == request.user.pk,
+            "already": already,
+            "mine": item.state == ReviewState.CLAIMED and item.claimed_by_id == user.pk,
+            "my_undoable": my_undoable,
+            "undo_seconds": settings.SECAI_UNDO_SECONDS,
+            "history": selectors.entity_history(event=item.event),
+            "similar": selectors.similar_decided_events(event=item.event),
+        },
+    )
+
+
+@reviewer_required
+@require_POST
+def verdict_undo(request, pk: int):
+    verdict = get_object_or_404(Verdict.objects.select_related("item"), pk=pk)
+    try:
+        item = services.verdict_undo(verdict=verdict, reviewer=request.user)
+    except services.ItemConflict as exc:
+        messages.error(request, f"Not undone. {exc.message}")
+        return redirect("reviews:item", pk=verdict.item_id)
+    messages.success(request, f"Your verdict on item {item.pk} is undone; the item is yours to decide again.")
+    return redirect("reviews:item", pk=item.pk)
+
+
+def _bulk_reason_choices():
+    return [(r.code, f"{r.label} ({r.applies_to})") for r in ReasonCode.objects.filter(active=True)]
+
+
+@reviewer_required
+def bulk_decide(request):
+    """Bulk decision in two steps: the first POST shows how many items will change; the second,
+    with confirm=yes, applies the verdict to exactly the items that were shown."""
+    if request.method != "POST":
+        return redirect("reviews:queue")
+    verdict, reason, note = request.POST.get("verdict", ""), request.POST.get("reason", ""), request.POST.get("note", "")[:4000]
+    if request.POST.get("confirm") == "yes":
+        try:
+            ids = [int(x) for x in request.POST.getlist("ids")][: settings.SECAI_MAX_BULK]
+        except ValueError:
+            return HttpResponseBadRequest("bad item ids")
+        try:
+            result = services.verdict_submit_bulk(item_ids=ids, reviewer=request.user, verdict=verdict, reason=reason, note=note)
+        except services.ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("reviews:queue")
+        text = f"Bulk {verdict}: {result.decided} item(s) decided"
+        if result.first_opinions:
+            text += f", {result.first_opinions} waiting for a second opinion"
+        if result.skipped:
+            text += f"; {len(result.skipped)} skipped (taken or decided by someone else meanwhile)"
+        messages.success(request, text + ".")
+        return redirect(request.POST.get("back") or "reviews:queue")
+    if request.POST.get("cluster"):
+        filters = selectors.QueueFilters.from_query(request.POST)
+        cluster = next((c for c in selectors.open_item_clusters(filters=filters) if c["key"] == request.POST["cluster"]), None)
+        ids = cluster["ids"] if cluster else []
+        scope = f"cluster {request.POST['cluster']}"
+    else:
+        filters = selectors.QueueFilters.from_query(request.POST)
+        qs = selectors.review_queue_filtered(filters=selectors.QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}))
+        ids = list(qs.order_by(*selectors.QUEUE_ORDER).values_list("pk", flat=True)[: settings.SECAI_MAX_BULK + 1])
+        scope = "the open items matching the filters"
+    too_many = len(ids) > settings.SECAI_MAX_BULK
+    ids = ids[: settings.SECAI_MAX_BULK]
+    items = list(ReviewItem.objects.filter(pk__in=ids).select_related("event", "source").order_by(*selectors.QUEUE_ORDER)[:20])
+    return render(
+        request,
+        "reviews/bulk_confirm.html",
+        {
+            "ids": ids,
+            "count": len(ids),
+            "too_many": too_many,
+            "max_bulk": settings.SECAI_MAX_BULK,
+            "scope": scope,
+            "items": items,
+            "verdict": verdict if verdict in VerdictChoice.values else "",
+            "reason": reason,
+            "note": note,
+            "reasons": _bulk_reason_choices(),
+            "back": request.POST.get("back", ""),
+        },
+    )
+
+
+@reviewer_required
+def clusters(request):
+    filters = selectors.QueueFilters.from_query(request.GET)
+    return render(
+        request,
+        "reviews/clusters.html",
+        {
+            "clusters": selectors.open_item_clusters(filters=filters)[:50],
+            "filters": filters,
+            "query": filters.as_query(),
+            "reasons": _bulk_reason_choices(),
         },
     )
 
@@ -139,8 +253,14 @@ def item_decide(request, pk: int):
     except services.ItemConflict as exc:
         messages.error(request, f"Your decision was not recorded. {exc.message}")
         return redirect("reviews:item", pk=pk)
+    item.refresh_from_db()
     word = "Approved" if verdict.verdict == "approve" else "Overturned"
-    messages.success(request, f"{word}: item {item.pk} ({item.event.external_id}) is decided.")
+    if item.state == ReviewState.DECIDED:
+        messages.success(request, f"{word}: item {item.pk} ({item.event.external_id}) is decided.")
+    elif item.state == ReviewState.ESCALATED:
+        messages.warning(request, f"{word}: item {item.pk} — the reviewers disagree, so it is escalated to an admin.")
+    else:
+        messages.success(request, f"{word}: item {item.pk} recorded as the first opinion; a second reviewer must agree.")
     if form.cleaned_data.get("then") == "next":
         nxt = services.review_item_claim_next(reviewer=request.user)
         if nxt is not None:

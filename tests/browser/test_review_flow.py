@@ -56,7 +56,7 @@ def test_reviewer_claims_the_riskiest_item_approves_it_and_gets_the_next(trained
     assert page.locator("#item-state").inner_text() == "decided"
     assert page.get_by_text("This item has been decided.").is_visible()
     assert page.locator("#decision-form").count() == 0
-    assert "Approve by alice, confirmed attack" in page.locator(".card", has_text="Verdicts").inner_text()
+    assert "Approve by alice, confirmed attack" in page.locator("#verdicts-card").inner_text()
 
     verdict = Verdict.objects.get(item_id=first_id)
     assert (verdict.reviewer, verdict.verdict, verdict.reason) == (alice, "approve", "confirmed_attack")
@@ -87,7 +87,7 @@ def test_reviewer_overturns_with_a_reason_and_a_note(alice, login):
 
     assert messages_of(page, "success") == [f"Overturned: item {item.pk} ({item.event.external_id}) is decided."]
     page.goto(item_url(item.pk))
-    verdicts_card = page.locator(".card", has_text="Verdicts").inner_text()
+    verdicts_card = page.locator("#verdicts-card").inner_text()
     assert "Overturn by alice, known benign activity" in verdicts_card
     assert note in verdicts_card
 

@@ -19,7 +19,7 @@ def test_second_reviewer_cannot_decide_an_item_another_holds(alice, bob, login):
 
     bob_page.goto(item_url(item.pk))
     assert bob_page.get_by_text("You cannot decide this item while another reviewer holds it.").is_visible()
-    assert "Claimed by alice" in bob_page.locator(".card", has_text="Decision").inner_text()
+    assert "Claimed by alice" in bob_page.locator("#decision-card").inner_text()
     assert bob_page.locator("#decision-form").count() == 0
 
     # The page hides the form; the server must refuse the POST anyway.

@@ -1,6 +1,5 @@
 """POST/GET /api/v1/events/: all-or-nothing batches, duplicates, errors naming row and field."""
 
-
 import pytest
 
 from reviews.models import Event, Label, ReviewItem
