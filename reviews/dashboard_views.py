@@ -54,8 +54,7 @@ def dashboard_page(request):
     period = _period(request)
     queue = dashboard.queue_series(period)
     reviewer_days = dashboard.decisions_per_reviewer(period)
-    per_day = dashboard.overturn_rate_per_day(period)
-    per_model = dashboard.overturn_rate_per_model(period)
+    rates = dashboard.overturn_rates(period)
     scores = dashboard.score_histograms(period)
     query = _query(period)
     days = [
@@ -68,10 +67,8 @@ def dashboard_page(request):
             "open": q.open_at_end,
             "oldest": age_text(q.oldest_age_at_end),
         }
-        for q, (_, r) in zip(reversed(queue.days), reversed(per_day), strict=True)  # newest first
+        for q, (_, r) in zip(reversed(queue.days), reversed(rates.per_day), strict=True)  # newest first
     ]
-    decided = sum(r.decided for _, r in per_day)
-    overturned = sum(r.overturned for _, r in per_day)
     return render(
         request,
         "reviews/dashboard.html",
@@ -91,10 +88,10 @@ def dashboard_page(request):
             ],
             "open_now": queue.points[-1].open if queue.points else 0,
             "oldest_now": age_text(queue.points[-1].oldest_age if queue.points else None),
-            "total": dashboard.Rate(label="period", decided=decided, overturned=overturned),
+            "total": rates.total,
             "days": days,
             "reviewers": dashboard.reviewer_totals(reviewer_days),
-            "models": per_model,
+            "models": rates.per_model,
             "scores": [{"h": h, "at_review": h.share_at_least(0.5), "at_high": h.share_at_least(0.8)} for h in scores],
         },
     )

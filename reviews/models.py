@@ -24,6 +24,8 @@ class Source(models.Model):
     description = models.TextField(blank=True)
     schema = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # API clients (users in the api_clients group) allowed to submit to and read this source.
+    api_clients = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="submit_sources")
 
     def __str__(self) -> str:
         return self.name

@@ -29,3 +29,10 @@ def is_reviewer(user) -> bool:
 
 def is_api_client(user) -> bool:
     return is_admin(user) or API_CLIENTS in _groups(user)
+
+
+def may_submit_to(user, source) -> bool:
+    """Admins submit anywhere; an API client only to the sources it has been granted."""
+    if is_admin(user):
+        return True
+    return is_api_client(user) and source.api_clients.filter(pk=user.pk).exists()

@@ -102,7 +102,7 @@ class QueueFilters:
 
         state = params.get("state") or "open"
         if state not in ("active", "all", *ReviewState.values):
-            state = "active"
+            state = "open"
         action = params.get("action") or ""
         kind = params.get("kind") or ""
         return cls(

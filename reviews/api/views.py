@@ -6,16 +6,17 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from reviews import selectors, services
+from reviews import roles, selectors, services
 from reviews.api import serializers as s
 from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsReviewer, ReadReviewerWriteAdmin
 from reviews.choices import ReviewState
-from reviews.models import Source, Verdict
+from reviews.models import ReasonCode, Source, Verdict
 from reviews.validation import FieldError
 
 
@@ -60,8 +61,12 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         if not isinstance(source_name, str) or not source_name:
             raise services.BatchInvalid([FieldError("source", "is required (the source's name)")])
         source = Source.objects.filter(name=source_name[:64]).first()
-        if source is None:
-            raise services.BatchInvalid([FieldError("source", f"unknown source {source_name[:100]!r}")])
+        if source is None or not roles.may_submit_to(request.user, source):
+            # The same answer for a source that does not exist and one this client may not use,
+            # so a client cannot probe which sources exist.
+            raise services.BatchInvalid(
+                [FieldError("source", f"unknown source {source_name[:100]!r}, or not one this client may submit to")]
+            )
         if "events" in body:
             rows = body["events"]
             if not isinstance(rows, list):
@@ -80,9 +85,10 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         p = self.request.query_params
-        return selectors.event_list(source=p.get("source"), status=p.get("status"), entity=p.get("entity")).prefetch_related(
-            Prefetch("review_item__verdicts", queryset=Verdict.objects.order_by("-created_at"))
-        )
+        qs = selectors.event_list(source=p.get("source"), status=p.get("status"), entity=p.get("entity"))
+        if not roles.is_reviewer(self.request.user):
+            qs = qs.filter(source__api_clients=self.request.user)  # API clients see their own sources only
+        return qs.prefetch_related(Prefetch("review_item__verdicts", queryset=Verdict.objects.order_by("-created_at")))
 
 
 @extend_schema(
@@ -137,6 +143,60 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data.is_valid(raise_exception=True)
         verdict = services.verdict_submit(item=item, reviewer=request.user, **data.validated_data)
         return Response(s.VerdictOutSerializer(verdict).data)
+
+
+class BulkDecisionInSerializer(s.DecisionInSerializer):
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=500)
+
+
+class BulkDecisionOutSerializer(serializers.Serializer):
+    decided = serializers.IntegerField()
+    first_opinions = serializers.IntegerField()
+    skipped = serializers.ListField(child=serializers.DictField())
+
+
+class ReviewItemBulkApi(APIView):
+    """Apply one verdict to many items; items taken or decided by others are skipped and listed."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(request=BulkDecisionInSerializer, responses={200: BulkDecisionOutSerializer})
+    def post(self, request):
+        data = BulkDecisionInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = services.verdict_submit_bulk(
+            item_ids=v["ids"], reviewer=request.user, verdict=v["verdict"], reason=v["reason"], note=v["note"]
+        )
+        return Response(BulkDecisionOutSerializer(result).data)
+
+
+class VerdictUndoApi(APIView):
+    """Undo one's own verdict within the undo window; the item returns to one's claim."""
+
+    permission_classes = [IsReviewer]
+
+    @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
+    def post(self, request, pk: int):
+        verdict = get_object_or_404(Verdict, pk=pk)
+        item = services.verdict_undo(verdict=verdict, reviewer=request.user)
+        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+
+
+class ReasonCodeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReasonCode
+        fields = ["code", "label", "applies_to", "active"]
+
+
+class ReasonCodeViewSet(viewsets.ReadOnlyModelViewSet):
+    """The reason codes reviewers choose from (edited by admins in the Django admin)."""
+
+    serializer_class = ReasonCodeSerializer
+    permission_classes = [IsReviewer]
+    queryset = ReasonCode.objects.filter(active=True)
+    lookup_field = "code"
+    pagination_class = None
 
 
 class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):

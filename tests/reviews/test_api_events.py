@@ -9,6 +9,12 @@ from tests.factories import SourceFactory
 pytestmark = pytest.mark.django_db
 
 
+def vpn_source(client_user):
+    source = SourceFactory(name="vpn")
+    source.api_clients.add(client_user)
+    return source
+
+
 def ev(i, **over):
     row = {
         "external_id": f"x{i}",
@@ -21,7 +27,7 @@ def ev(i, **over):
 
 
 def test_batch_is_accepted_stored_and_enqueued_after_commit(api, ingest, django_capture_on_commit_callbacks, monkeypatch):
-    source = SourceFactory(name="vpn")
+    source = vpn_source(ingest)
     sent = []
     monkeypatch.setattr("reviews.tasks.score_events.delay", lambda ids: sent.append(ids))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -38,7 +44,7 @@ def test_batch_is_accepted_stored_and_enqueued_after_commit(api, ingest, django_
 
 
 def test_single_event_with_source_key(api, ingest):
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     resp = api(ingest).post("/api/v1/events/", {"source": "vpn", **ev(7)}, format="json")
     assert resp.status_code == 202
     assert resp.json()["events"][0]["external_id"] == "x7"
@@ -46,7 +52,7 @@ def test_single_event_with_source_key(api, ingest):
 
 
 def test_bad_batch_is_refused_whole_listing_each_row(api, ingest):
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     rows = [
         ev(0),
         ev(1, occurred_at="yesterday"),
@@ -62,7 +68,7 @@ def test_bad_batch_is_refused_whole_listing_each_row(api, ingest):
 
 
 def test_same_batch_twice_reports_duplicates_and_stores_nothing_new(api, ingest):
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     rows = [ev(i) for i in range(5)]
     first = api(ingest).post("/api/v1/events/", {"source": "vpn", "events": rows}, format="json").json()
     second = api(ingest).post("/api/v1/events/", {"source": "vpn", "events": rows + [ev(9)]}, format="json").json()
@@ -84,7 +90,7 @@ def test_same_batch_twice_reports_duplicates_and_stores_nothing_new(api, ingest)
     ],
 )
 def test_malformed_bodies_get_400_naming_the_field(api, ingest, body, field):
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     resp = api(ingest).post("/api/v1/events/", body, format="json")
     assert resp.status_code == 400
     assert field in {e["field"] for e in resp.json()["errors"]}
@@ -93,7 +99,7 @@ def test_malformed_bodies_get_400_naming_the_field(api, ingest, body, field):
 
 def test_oversized_batch_is_refused(api, ingest, settings):
     settings.SECAI_MAX_BATCH = 3
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     resp = api(ingest).post("/api/v1/events/", {"source": "vpn", "events": [ev(i) for i in range(4)]}, format="json")
     assert resp.status_code == 400 and resp.json()["errors"][0]["field"] == "events"
 
@@ -102,14 +108,14 @@ def test_oversized_batch_is_refused(api, ingest, settings):
     "raw", [b"{not json", b'{"source": "vpn", "events": [{"external_id": NaN}]}', b"[1,2", b'"just a string"']
 )
 def test_invalid_json_is_a_400_with_the_error_shape(api, ingest, raw):
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     resp = api(ingest).post("/api/v1/events/", raw, content_type="application/json")
     assert resp.status_code == 400
     assert resp.json()["errors"][0]["message"]
 
 
 def test_who_may_submit_and_read(api, alice, carol, mallory, ingest):
-    SourceFactory(name="vpn")
+    vpn_source(ingest)
     body = {"source": "vpn", "events": [ev(1)]}
     assert api(None).post("/api/v1/events/", body, format="json").status_code == 401
     assert api(mallory).post("/api/v1/events/", body, format="json").status_code == 403
@@ -121,6 +127,7 @@ def test_who_may_submit_and_read(api, alice, carol, mallory, ingest):
 
 
 def test_real_rows_are_scored_queued_and_readable(api, ingest, trained_source, django_capture_on_commit_callbacks):
+    trained_source.api_clients.add(ingest)
     rows = [r for r, _ in nsl_events(NSL_LIVE, 200, prefix="live")]
     with django_capture_on_commit_callbacks(execute=True):  # eager Celery in unit tests
         resp = api(ingest).post("/api/v1/events/", {"source": "nsl-kdd", "events": rows}, format="json")
@@ -140,3 +147,19 @@ def test_real_rows_are_scored_queued_and_readable(api, ingest, trained_source, d
     listing = api(ingest).get("/api/v1/events/", {"source": "nsl-kdd", "status": "queued", "page_size": 10}).json()
     assert len(listing["results"]) == 10 and listing["next"]
     assert not Label.objects.filter(event__in=live).exists()  # no label until a human decides
+
+
+def test_api_clients_are_scoped_to_their_sources(api, ingest, db):
+    from django.contrib.auth.models import Group, User
+
+    vpn_source(ingest)
+    SourceFactory(name="payments")
+    other = User.objects.create_user("other-client")
+    other.groups.add(Group.objects.get(name="api_clients"))
+    refused = api(ingest).post("/api/v1/events/", {"source": "payments", "events": [ev(1)]}, format="json")
+    assert refused.status_code == 400 and "may submit to" in refused.json()["errors"][0]["message"]
+    assert api(ingest).post("/api/v1/events/", {"source": "vpn", "events": [ev(2)]}, format="json").status_code == 202
+    assert api(other).post("/api/v1/events/", {"source": "vpn", "events": [ev(3)]}, format="json").status_code == 400
+    assert [e["external_id"] for e in api(ingest).get("/api/v1/events/").json()["results"]] == ["x2"]
+    assert api(other).get("/api/v1/events/").json()["results"] == []
+    assert Event.objects.count() == 1

@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
+from reviews.models import Source
 from reviews.roles import API_CLIENTS
 
 
@@ -14,6 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--create", action="store_true", help="create the user in the api_clients group if missing")
+        parser.add_argument("--source", action="append", default=[], help="grant this API client the source (repeatable)")
 
     def handle(self, *args, **opts):
         User = get_user_model()
@@ -25,5 +27,10 @@ class Command(BaseCommand):
             user.set_unusable_password()
             user.save()
             user.groups.add(Group.objects.get(name=API_CLIENTS))
+        for name in opts["source"]:
+            source = Source.objects.filter(name=name).first()
+            if source is None:
+                raise CommandError(f"unknown source {name!r}")
+            source.api_clients.add(user)
         token, _ = Token.objects.get_or_create(user=user)
         self.stdout.write(token.key)

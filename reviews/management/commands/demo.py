@@ -142,6 +142,7 @@ class Command(BaseCommand):
             client.set_unusable_password()
             client.save()
         client.groups.add(Group.objects.get(name=API_CLIENTS))
+        self._source().api_clients.add(client)
         return Token.objects.get_or_create(user=client)[0].key
 
     def _source(self) -> Source:
