@@ -3,11 +3,34 @@
 
 from django.contrib import admin
 
-from reviews import services
-from reviews.models import AuditEntry, Event, Label, Policy, ReviewItem, Source, Verdict
+from reviews import roles, services
+from reviews.models import AuditEntry, Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class RoleAdmin(admin.ModelAdmin):
+    """Members of the admins group manage these models whatever their Django model permissions."""
+
+    def has_module_permission(self, request):
+        return roles.is_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
+
+    def has_add_permission(self, request):
+        return roles.is_admin(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # nothing here is deleted through the application
+
+
+# The Django admin opens to the application's admins (superusers or the admins group).
+admin.site.has_permission = lambda request: roles.is_admin(request.user)
+
+
+class ReadOnlyAdmin(RoleAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -19,13 +42,26 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(RoleAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
+    filter_horizontal = ["api_clients"]
+
+
+@admin.register(ReasonCode)
+class ReasonCodeAdmin(RoleAdmin):
+    """Reason codes are edited here. Deleting one is not offered: verdicts keep their code, so
+    retire a reason by unticking "active" instead."""
+
+    list_display = ["code", "label", "applies_to", "active", "order"]
+    list_editable = ["label", "applies_to", "active", "order"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(RoleAdmin):
     list_display = ["source", "review_threshold", "thresholds", "audit_sample_rate", "updated_at"]
 
     def has_add_permission(self, request):

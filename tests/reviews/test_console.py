@@ -103,3 +103,28 @@ def test_admin_sets_thresholds_in_the_console(client, carol, alice):
     assert item.source.policy.thresholds == [{"action": "step_up", "min_score": 0.4}, {"action": "deny", "min_score": 0.7}]
     bad = client.post(url, {"review_threshold": "0.4", "step_up": "0.8", "deny": "0.7"})
     assert bad.status_code == 200 and "more severe action" in bad.content.decode()
+
+
+def test_item_page_makes_a_bounded_number_of_queries(client, alice, bob, django_assert_max_num_queries):
+    from reviews import services
+    from tests.factories import SourceFactory
+
+    src = SourceFactory()
+    for i in range(15):  # history and similar-event candidates with verdicts
+        past = ReviewItemFactory(event=EventFactory(source=src, entity="10.9.9.9", external_id=f"p{i}"))
+        services.verdict_submit(item=past, reviewer=bob, verdict="overturn", reason="known_benign")
+    item = ReviewItemFactory(event=EventFactory(source=src, entity="10.9.9.9"))
+    login(client, alice)
+    with django_assert_max_num_queries(20):
+        resp = client.get(reverse("reviews:item", args=[item.pk]))
+    assert resp.status_code == 200 and len(resp.context["history"]) == 15 and len(resp.context["similar"]) == 5
+
+
+def test_reason_codes_are_editable_in_the_django_admin_but_not_deletable(client, carol, alice):
+    login(client, alice)
+    assert client.get("/admin/reviews/reasoncode/").status_code == 302  # to the admin login: reviewers have no admin
+    client.logout()
+    login(client, carol)
+    assert client.get("/admin/reviews/reasoncode/").status_code == 200
+    assert client.get("/admin/reviews/reasoncode/1/delete/").status_code == 403
+    assert client.get("/admin/reviews/auditentry/add/").status_code == 403
