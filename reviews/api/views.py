@@ -103,6 +103,8 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     pagination_class = QueueCursorPagination
 
     def get_queryset(self):
+        if self.action != "list":
+            return selectors.review_queue(state=None)  # an item is addressable by id whatever its state
         p = self.request.query_params
         state = p.get("state", ReviewState.OPEN)
         source = None

@@ -70,3 +70,11 @@ def test_who_may_use_the_queue(api, request, persona, expected):
     decide = api(user).post(f"/api/v1/review-items/{item.pk}/decision/", {"verdict": "approve", "reason": "other"}, format="json")
     assert decide.status_code == expected
     assert Verdict.objects.count() == (1 if expected == 200 else 0)
+
+
+def test_claim_release_and_detail_work_in_any_state(api, alice):
+    item = ReviewItemFactory()
+    assert api(alice).post(f"/api/v1/review-items/{item.pk}/claim/").json()["state"] == "claimed"
+    assert api(alice).get(f"/api/v1/review-items/{item.pk}/").json()["claimed_by"] == "alice"
+    released = api(alice).post(f"/api/v1/review-items/{item.pk}/release/")
+    assert released.status_code == 200 and released.json()["state"] == "open"

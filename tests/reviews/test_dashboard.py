@@ -50,8 +50,8 @@ def item(source, mv=None, *, created, decided=None, state="decided", kind="flagg
 
 
 def verdict(it, reviewer, choice, when, undone=None):
-    v = Verdict.objects.create(item=it, reviewer=reviewer, verdict=choice, reason="other")
-    Verdict.objects.filter(pk=v.pk).update(created_at=when, undone_at=undone)
+    v = Verdict.objects.create(item=it, reviewer=reviewer, verdict=choice, reason="other", undone_at=undone)
+    Verdict.objects.filter(pk=v.pk).update(created_at=when)
     return v
 
 
