@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint install clean lock bench
+.PHONY: demo test lint install clean lock bench bench-console
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/benchmark.py
+
+# Console latency with a million events on PostgreSQL (about 3 minutes to load).
+bench-console: install
+	$(BIN)/python scripts/bench_console.py
 
 # Re-pin every dependency from requirements*.in into requirements.lock.
 lock:

@@ -7,10 +7,12 @@ import binascii
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+import numpy as np
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -209,44 +211,69 @@ def entity_history(*, event: Event, limit: int = 20) -> list[Event]:
     )
 
 
-def similar_decided_events(*, event: Event, limit: int = 5, pool: int = 3000) -> list[tuple[float, Event, Verdict]]:
-    """Past verdicts on the events most like this one: nearest neighbours among the source's most
-    recently decided events, on the same attributes (numeric attributes scaled by their spread
-    in the pool, log-compressed; a categorical mismatch counts as one)."""
-    decided = list(
-        Verdict.objects.filter(item__source_id=event.source_id, undone_at__isnull=True)
-        .exclude(item__event_id=event.pk)
-        .select_related("item__event", "reviewer")
-        .order_by("-created_at")[:pool]
+_SIMILAR_POOL_TTL = 30.0  # seconds a source's pool of decided events is reused
+_similar_pools: dict[int, tuple[float, dict]] = {}
+
+
+def _similar_pool(source: Source, pool: int) -> dict:
+    """The most recently decided events of a source as a numeric matrix, cached briefly per
+    process: reviewers open item after item, and the pool changes by a few verdicts a minute."""
+    cached = _similar_pools.get(source.pk)
+    if cached and time.monotonic() - cached[0] < _SIMILAR_POOL_TTL:
+        return cached[1]
+    rows = list(
+        Verdict.objects.filter(item__source_id=source.pk, undone_at__isnull=True)
+        .order_by("-created_at")
+        .values_list("pk", "item__event_id", "item__event__attributes")[:pool]
     )
-    if not decided:
+    numeric = [k for k, t in source.schema.items() if t in ("numeric", "boolean")]
+    categorical = [k for k, t in source.schema.items() if t == "categorical"]
+    X = np.array([[_num(attrs.get(k)) for k in numeric] for _, _, attrs in rows], dtype=float).reshape(len(rows), len(numeric))
+    X = np.sign(X) * np.log1p(np.abs(X))
+    spread = X.std(axis=0) if len(rows) else np.ones(len(numeric))
+    spread[spread == 0] = 1.0
+    data = {
+        "verdict_ids": [r[0] for r in rows],
+        "event_ids": np.array([r[1] for r in rows]),
+        "X": X,
+        "spread": spread,
+        "numeric": numeric,
+        "categorical": {k: [attrs.get(k) for _, _, attrs in rows] for k in categorical},
+    }
+    _similar_pools[source.pk] = (time.monotonic(), data)
+    return data
+
+
+def _num(value) -> float:
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else float(bool(value))
+        if isinstance(value, bool)
+        else 0.0
+    )
+
+
+def similar_decided_events(*, event: Event, limit: int = 5, pool: int = 2000) -> list[tuple[float, Event, Verdict]]:
+    """Past verdicts on the events most like this one: nearest neighbours among the source's most
+    recently decided events, on the same attributes (numbers log-compressed and scaled by their
+    spread in the pool; a categorical mismatch counts as one)."""
+    data = _similar_pool(event.source, pool)
+    if not data["verdict_ids"]:
         return []
-    schema = event.source.schema
-    numeric = [k for k, t in schema.items() if t in ("numeric", "boolean")]
-    categorical = [k for k, t in schema.items() if t == "categorical"]
-
-    def vec(attrs: dict) -> list[float]:
-        out = []
-        for k in numeric:
-            v = attrs.get(k)
-            v = float(v) if isinstance(v, (int, float)) else 0.0
-            out.append(math.copysign(math.log1p(abs(v)), v))
-        return out
-
-    pool_vecs = [vec(v.item.event.attributes) for v in decided]
-    spreads = []
-    for j in range(len(numeric)):
-        col = [row[j] for row in pool_vecs]
-        mean = sum(col) / len(col)
-        spreads.append(math.sqrt(sum((x - mean) ** 2 for x in col) / len(col)) or 1.0)
-    target = vec(event.attributes)
-    scored = []
-    for v, row in zip(decided, pool_vecs, strict=True):
-        d = sum(((a - b) / s) ** 2 for a, b, s in zip(target, row, spreads, strict=True))
-        d += sum(1.0 for k in categorical if v.item.event.attributes.get(k) != event.attributes.get(k))
-        scored.append((math.sqrt(d), v.item.event, v))
-    scored.sort(key=lambda t: t[0])
-    return scored[:limit]
+    x = np.array([_num(event.attributes.get(k)) for k in data["numeric"]], dtype=float)
+    x = np.sign(x) * np.log1p(np.abs(x))
+    distance = (((data["X"] - x) / data["spread"]) ** 2).sum(axis=1)
+    for k, values in data["categorical"].items():
+        mine = event.attributes.get(k)
+        distance += np.fromiter((v != mine for v in values), dtype=float, count=len(values))
+    distance[data["event_ids"] == event.pk] = np.inf  # not itself
+    best = [i for i in np.argsort(distance, kind="stable")[:limit] if np.isfinite(distance[i])]
+    chosen = {data["verdict_ids"][i]: float(np.sqrt(distance[i])) for i in best}
+    verdicts = Verdict.objects.filter(pk__in=chosen, undone_at__isnull=True).select_related("item__event", "reviewer")
+    out = [(chosen[v.pk], v.item.event, v) for v in verdicts]
+    out.sort(key=lambda t: t[0])
+    return out
 
 
 def attribute_signature(attrs: dict, schema: dict[str, str]) -> tuple:

@@ -82,6 +82,9 @@ def _reference_data(request):
 def _model_store(settings, tmp_path):
     settings.MODEL_STORE = tmp_path / "models"
     scoring.clear_cache()
+    from reviews import selectors
+
+    selectors._similar_pools.clear()  # the per-process pool cache must not leak between tests
     yield
     scoring.clear_cache()
 

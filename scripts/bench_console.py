@@ -1,0 +1,186 @@
+"""Console latency with a million events: queue page, deep keyset page, filtered queue, item page
+and claim-next, measured in-process (Django test client, so the figure is server time without
+network) against PostgreSQL. Run with `make bench-console`; the database secai_bench_console is
+dropped and rebuilt (about 1,000,000 events, 100,000 open review items, 50,000 decided).
+
+Events are NSL-KDD KDDTest+ rows cycled with new external ids, entities spread over 5,000 hosts,
+and times spread over 30 days. Prints p50/p95/p99 in milliseconds per page and the query counts.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DB = os.environ.get("SECAI_BENCH_CONSOLE_DB", "secai_bench_console")
+EVENTS = int(os.environ.get("SECAI_BENCH_EVENTS", "1000000"))
+OPEN = int(os.environ.get("SECAI_BENCH_OPEN", "100000"))
+DECIDED = int(os.environ.get("SECAI_BENCH_DECIDED", "50000"))
+ROUNDS = int(os.environ.get("SECAI_BENCH_ROUNDS", "200"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}"')
+        conn.execute(f'CREATE DATABASE "{DB}"')
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "secai.settings.local")
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
+    import tempfile
+
+    os.environ.setdefault("SECAI_VAR_DIR", tempfile.mkdtemp(prefix="secai-bench-console-"))
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()  # the test client then exposes each response's template context
+    call_command("migrate", verbosity=0)
+    from reviews.csv_import import infer_schema, nsl_kdd_layout, read_events
+    from reviews.services import source_create
+
+    data = ROOT / "data" / "nsl-kdd"
+    schema = infer_schema(data / "KDDTrain+_20Percent.csv.gz", {"label", "difficulty"})
+    source = source_create(name="nsl-kdd", schema=schema)
+    from datetime import UTC, datetime, timedelta
+
+    layout = nsl_kdd_layout(schema, id_prefix="t", start=datetime.now(UTC), spacing=timedelta(seconds=1), labelled=False)
+    templates = [e["attributes"] for e, _ in read_events(data / "KDDTest+.csv.gz", layout)]
+    reviewer = User.objects.create_user("bench-reviewer", password="x")
+    reviewer.groups.add(Group.objects.get(name="reviewers"))
+    other = User.objects.create_user("bench-other", password="x")
+    other.groups.add(Group.objects.get(name="reviewers"))
+
+    started = time.monotonic()
+    import json
+
+    with connection.cursor() as cur:
+        # Templates go into a temporary table; events are generated in SQL so a million rows take
+        # seconds, not the hours a Python loop of inserts would.
+        cur.execute("CREATE TEMP TABLE tpl (n int primary key, attrs jsonb)")
+        with cur.copy("COPY tpl (n, attrs) FROM STDIN") as copy:
+            for i, attrs in enumerate(templates):
+                copy.write_row((i, json.dumps(attrs)))
+        cur.execute(
+            """
+            INSERT INTO reviews_event (source_id, external_id, entity, occurred_at, received_at, attributes, status,
+                                       score, proposed_action, scored_at)
+            SELECT %s, 'ev-' || g, 'host-' || (g %% 5000), now() - (g || ' seconds')::interval * 2.6,
+                   now() - (g || ' seconds')::interval * 2.6, tpl.attrs,
+                   CASE WHEN g <= %s THEN 'queued' WHEN g <= %s THEN 'decided' ELSE 'cleared' END,
+                   CASE WHEN g <= %s THEN 0.5 + (g %% 500) / 1000.0 ELSE (g %% 500) / 1000.0 END,
+                   CASE WHEN g <= %s THEN (CASE WHEN g %% 3 = 0 THEN 'deny' ELSE 'step_up' END) ELSE 'allow' END,
+                   now()
+            FROM generate_series(1, %s) AS g JOIN tpl ON tpl.n = g %% %s
+            """,
+            [source.pk, OPEN, OPEN + DECIDED, OPEN + DECIDED, OPEN + DECIDED, EVENTS, len(templates)],
+        )
+        cur.execute(
+            """
+            INSERT INTO reviews_reviewitem (event_id, source_id, proposed_action, score, priority, state, kind,
+                                            required_verdicts, created_at)
+            SELECT e.id, e.source_id, e.proposed_action, e.score,
+                   (CASE e.proposed_action WHEN 'deny' THEN 2 ELSE 1 END) + e.score,
+                   CASE WHEN e.status = 'queued' THEN 'open' ELSE 'decided' END, 'flagged', 1, e.received_at
+            FROM reviews_event e WHERE e.status IN ('queued', 'decided')
+            """
+        )
+        cur.execute(
+            """
+            INSERT INTO reviews_verdict (item_id, reviewer_id, verdict, reason, note, created_at)
+            SELECT i.id, %s, CASE WHEN i.id %% 4 = 0 THEN 'overturn' ELSE 'approve' END,
+                   CASE WHEN i.id %% 4 = 0 THEN 'known_benign' ELSE 'confirmed_attack' END, '', i.created_at
+            FROM reviews_reviewitem i WHERE i.state = 'decided'
+            """,
+            [other.pk],
+        )
+        cur.execute("ANALYZE")
+    print(
+        f"loaded {EVENTS:,} events, {OPEN:,} open and {DECIDED:,} decided items in {time.monotonic() - started:.0f}s",
+        file=sys.stderr,
+    )
+
+    client = Client()
+    client.force_login(reviewer)
+    from reviews.models import ReviewItem
+
+    open_ids = list(ReviewItem.objects.filter(state="open").order_by("?").values_list("id", flat=True)[:ROUNDS])
+    first = client.get("/")
+    assert first.status_code == 200
+    deep_cursor = None
+    resp = first
+    for _ in range(20):  # walk 20 pages deep to get a realistic cursor
+        deep_cursor = resp.context["next_cursor"]
+        resp = client.get(f"/?after={deep_cursor}")
+
+    def measure(name: str, fn) -> tuple[str, float, float, float, int]:
+        fn()  # warm
+        times = []
+        with CaptureQueriesContext(connection) as ctx:
+            fn()
+        queries = len(ctx.captured_queries)
+        for _ in range(ROUNDS):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        return name, statistics.median(times), percentile(times, 0.95), percentile(times, 0.99), queries
+
+    ids = iter(open_ids * 3)
+    results = [
+        measure("queue, first page (50 rows)", lambda: client.get("/")),
+        measure("queue, 21st page (keyset cursor)", lambda: client.get(f"/?after={deep_cursor}")),
+        measure("queue filtered by entity", lambda: client.get("/?entity=host-42")),
+        measure("queue filtered by action and score", lambda: client.get("/?action=deny&min_score=0.8")),
+        measure("item page (history, similar verdicts)", lambda: client.get(f"/items/{next(ids)}/")),
+    ]
+
+    def claim_and_release():
+        from reviews import services
+
+        item = services.review_item_claim_next(reviewer=reviewer)
+        services.review_item_release(item=item, reviewer=reviewer)
+
+    def claim_next_only():
+        from reviews import services
+
+        services.review_item_claim_next(reviewer=other)
+        ReviewItem.objects.filter(claimed_by=other).update(state="open", claimed_by=None, claim_expires_at=None)
+
+    results.append(measure("claim-next (service, incl. release)", claim_and_release))
+    results.append(
+        measure(
+            "claim-next via POST /api/v1/review-items/claim-next/",
+            lambda: (client.post("/api/v1/review-items/claim-next/"), claim_next_only()),
+        )
+    )
+
+    print(f"\n{EVENTS:,} events, {OPEN:,} open items, {ROUNDS} requests each, PostgreSQL, in-process (no network)\n")
+    print("| page | p50 ms | p95 ms | p99 ms | SQL queries |")
+    print("|---|---|---|---|---|")
+    for name, p50, p95, p99, q in results:
+        print(f"| {name} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {q} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
