@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import pytest
 import redis
 
@@ -49,7 +50,9 @@ def _integration_services() -> None:
 
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
-        _unavailable("integration tests need PostgreSQL and Redis: run them with SECAI_TEST_DB=postgres (the database is SQLite now)")
+        _unavailable(
+            "integration tests need PostgreSQL and Redis: run them with SECAI_TEST_DB=postgres (the database is SQLite now)"
+        )
     host, port = db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)
     if not _reachable(host, port):
         _unavailable(f"PostgreSQL at {host}:{port} is not reachable")
@@ -61,25 +64,13 @@ def _integration_services() -> None:
         _unavailable(f"Redis at {REDIS_URL} is not reachable ({exc})")
 
 
-@pytest.fixture(autouse=True)
-def _role_groups(transactional_db) -> None:
-    """The role groups come from a data migration, and a transactional test's flush removes them
-    for every later test in the session."""
-    from django.contrib.auth.models import Group
-
-    from reviews.roles import ROLE_GROUPS
-
-    for name in ROLE_GROUPS:
-        Group.objects.get_or_create(name=name)
-
-
 def _reset_producer_pool(app) -> None:
-    # The broker connection pool and the producer pool are created on first use and keyed to the
-    # broker URL of that moment; drop them so the next send connects to the current URL.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # The app's connection and producer pools are created on first use for the broker URL of that
+    # moment, and kombu keeps them in a process-wide registry; close and forget them all so the
+    # next send connects to the broker configured now.
+    app._pool = None
     app.amqp._producer_pool = None
+    kombu.pools.reset()
 
 
 @pytest.fixture
@@ -103,7 +94,9 @@ def redis_broker(_integration_services) -> Iterator[redis.Redis]:
         client.close()
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2, on_timeout: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2, on_timeout: Callable[[], str] | None = None
+) -> Any:
     """Poll predicate until it returns something truthy; fail with `what` after timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -133,6 +126,14 @@ def _live_pids_in_group(pgid: int) -> list[int]:
     return pids
 
 
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
 class Worker:
     """A `celery worker` subprocess in its own process group, logging to a file."""
 
@@ -158,10 +159,16 @@ class Worker:
         """task id -> repr of the return value, for every run of `task` that finished."""
         return {m["id"]: m["result"].strip() for m in _SUCCEEDED.finditer(self.log()) if m["task"] == task}
 
+    def pool_pids(self) -> list[int]:
+        """The prefork pool's child processes."""
+        return [pid for pid in _live_pids_in_group(self.pgid) if _parent_pid(pid) == self.proc.pid]
+
     def wait_ready(self) -> None:
         def ready() -> bool:
             if self.proc.poll() is not None:
-                pytest.fail(f"worker {self.name} exited with {self.proc.returncode} while starting\n{self.log_tail()}", pytrace=False)
+                pytest.fail(
+                    f"worker {self.name} exited with {self.proc.returncode} while starting\n{self.log_tail()}", pytrace=False
+                )
             return " ready." in self.log()
 
         wait_until(ready, timeout=WORKER_READY_SECONDS, what=f"worker {self.name} to be ready", on_timeout=self.log_tail)
@@ -228,7 +235,9 @@ def secai_worker(transactional_db, redis_broker, settings, tmp_path) -> Iterator
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         worker = Worker(name, proc, log_path)
         workers.append(worker)
         worker.wait_ready()
@@ -248,5 +257,7 @@ def _worker_backends(db_name: str) -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s", [db_name, WORKER_APPNAME])
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s", [db_name, WORKER_APPNAME]
+        )
         return cursor.fetchone()[0]
