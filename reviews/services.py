@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -107,28 +108,16 @@ def _events_store(*, source: Source, clean: list[CleanEvent], status: str, label
             ):
                 existing[ext] = (pk, st)
         new = [e for e in clean if e.external_id not in existing]
-        # ignore_conflicts: a concurrent request that inserted the same external_id between our
-        # check and this insert wins; ours is then not stored twice.
-        Event.objects.bulk_create(
-            [
-                Event(
-                    source=source,
-                    external_id=e.external_id,
-                    entity=e.entity,
-                    occurred_at=e.occurred_at,
-                    attributes=e.attributes,
-                    status=status,
-                )
-                for e in new
-            ],
-            batch_size=1000,
-            ignore_conflicts=True,
-        )
-        new_ids: dict[str, int] = {}
-        new_external = [e.external_id for e in new]
-        for start in range(0, len(new_external), 900):
-            chunk = new_external[start : start + 900]
-            new_ids.update(dict(Event.objects.filter(source=source, external_id__in=chunk).values_list("external_id", "id")))
+        new_ids = _events_insert(source=source, events=new, status=status)
+        # A concurrent request may have stored some of the same external_ids between our check
+        # and our insert; those rows are theirs, and are reported to this client as duplicates.
+        raced = [e.external_id for e in new if e.external_id not in new_ids]
+        if raced:
+            for pk, ext, st in Event.objects.filter(source=source, external_id__in=raced).values_list(
+                "id", "external_id", "status"
+            ):
+                existing[ext] = (pk, st)
+        new_external = [e.external_id for e in new if e.external_id in new_ids]
         if labels is not None:
             label_of = dict(zip(ids, labels, strict=True))
             Label.objects.bulk_create(
@@ -148,6 +137,67 @@ def _events_store(*, source: Source, clean: list[CleanEvent], status: str, label
             to_score = [new_ids[x] for x in new_external]
             transaction.on_commit(lambda: enqueue_scoring(to_score))
     return result
+
+
+def _events_insert(*, source: Source, events: list[CleanEvent], status: str) -> dict[str, int]:
+    """Insert events, skipping any (source, external_id) already stored; return external_id -> id
+    of the rows this call inserted.
+
+    On PostgreSQL the rows are COPYed into a temporary table and moved with one
+    INSERT ... ON CONFLICT DO NOTHING RETURNING, which tells exactly which rows this transaction
+    stored; COPY avoids the per-value escaping that made a 1,000-row ORM insert cost 300 ms.
+    """
+    if not events:
+        return {}
+    if connection.vendor == "postgresql":
+        table = Event._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS secai_ingest (external_id text, entity text, occurred_at timestamptz, attributes jsonb) ON COMMIT DELETE ROWS"
+            )
+            with cursor.copy("COPY secai_ingest (external_id, entity, occurred_at, attributes) FROM STDIN") as copy:
+                for e in events:
+                    copy.write_row((e.external_id, e.entity, e.occurred_at, json.dumps(e.attributes)))
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (source_id, external_id, entity, occurred_at, received_at, attributes, status, proposed_action)
+                SELECT %s, external_id, entity, occurred_at, now(), attributes, %s, '' FROM secai_ingest
+                ON CONFLICT (source_id, external_id) DO NOTHING
+                RETURNING external_id, id
+                """,
+                [source.pk, status],
+            )
+            inserted = dict(cursor.fetchall())
+            cursor.execute("TRUNCATE secai_ingest")
+        return inserted
+    # SQLite: the transaction took the write lock up front (IMMEDIATE), so no other writer can
+    # have inserted these external_ids since the caller checked.
+    Event.objects.bulk_create(
+        [
+            Event(
+                source=source,
+                external_id=e.external_id,
+                entity=e.entity,
+                occurred_at=e.occurred_at,
+                attributes=e.attributes,
+                status=status,
+            )
+            for e in events
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    ids: dict[str, int] = {}
+    external = [e.external_id for e in events]
+    for start in range(0, len(external), 900):  # SQLite's bound-parameter limit
+        ids.update(
+            dict(
+                Event.objects.filter(source=source, external_id__in=external[start : start + 900]).values_list(
+                    "external_id", "id"
+                )
+            )
+        )
+    return ids
 
 
 def enqueue_scoring(event_ids: list[int]) -> None:
@@ -258,11 +308,36 @@ def events_score(*, event_ids: list[int]) -> int:
 def _events_write_scores(events: list[Event], *, model_version_id: int, scored_at) -> None:
     """Write score, model_version, proposed_action, explanation, scored_at and status of events.
 
-    One bulk_update of all six fields builds a CASE WHEN per row and per field, and the ORM's work
-    on those expressions was most of the time of a 1,000-event batch. Here the fields that few
-    distinct values cover are written with one UPDATE per (status, action), and only the per-row
-    score and explanation go through bulk_update.
+    On PostgreSQL one UPDATE ... FROM unnest(arrays) writes the whole batch: a single statement
+    and a single round trip for a thousand rows. Django's bulk_update builds a CASE WHEN per row
+    and per field, and building those expressions was most of a batch's time. Other databases
+    write the few-valued fields with one UPDATE per (status, action) and bulk_update the rest.
     """
+    if not events:
+        return
+    if connection.vendor == "postgresql":
+        table = Event._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE {table} AS e
+                   SET score = v.score, status = v.status, proposed_action = v.action,
+                       explanation = v.explanation, model_version_id = %s, scored_at = %s
+                  FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[], %s::jsonb[])
+                       AS v(id, score, status, action, explanation)
+                 WHERE e.id = v.id
+                """,
+                [
+                    model_version_id,
+                    scored_at,
+                    [e.id for e in events],
+                    [e.score for e in events],
+                    [e.status for e in events],
+                    [e.proposed_action for e in events],
+                    [None if e.explanation is None else json.dumps(e.explanation) for e in events],
+                ],
+            )
+        return
     shared: dict[tuple[str, str], list[int]] = {}
     for event in events:
         shared.setdefault((event.status, event.proposed_action), []).append(event.id)

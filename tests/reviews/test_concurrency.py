@@ -100,3 +100,24 @@ def test_concurrent_promotions_leave_one_champion(trained_source_tx):
 @pytest.fixture
 def trained_source_tx(request):
     return request.getfixturevalue("trained_source")
+
+
+def test_concurrent_posts_of_one_batch_store_each_event_once():
+    from reviews.models import Event
+    from tests.factories import SourceFactory
+
+    source = SourceFactory()
+    rows = [
+        {
+            "external_id": f"r{i}",
+            "entity": "u",
+            "occurred_at": "2026-11-30T10:00:00Z",
+            "attributes": {"bytes": i, "proto": "tcp", "admin": False, "note": ""},
+        }
+        for i in range(300)
+    ]
+    results, errors = run_concurrently([lambda: services.events_ingest(source=source, rows=rows) for _ in range(4)])
+    assert errors == [None] * 4
+    assert sum(r.accepted for r in results) == 300  # every row accepted by exactly one request
+    assert all(r.accepted + r.duplicates == 300 for r in results)
+    assert Event.objects.filter(source=source).count() == 300
