@@ -101,19 +101,22 @@ def _events_store(*, source: Source, clean: list[CleanEvent], status: str, label
     ids = [e.external_id for e in clean]
     with transaction.atomic():
         existing: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-            chunk = ids[start : start + 900]
-            for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list(
-                "id", "external_id", "status"
-            ):
-                existing[ext] = (pk, st)
+        if connection.vendor != "postgresql":
+            # PostgreSQL's INSERT ... ON CONFLICT reports what it skipped; elsewhere, look first.
+            for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+                chunk = ids[start : start + 900]
+                for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list(
+                    "id", "external_id", "status"
+                ):
+                    existing[ext] = (pk, st)
         new = [e for e in clean if e.external_id not in existing]
         new_ids = _events_insert(source=source, events=new, status=status)
-        # A concurrent request may have stored some of the same external_ids between our check
-        # and our insert; those rows are theirs, and are reported to this client as duplicates.
-        raced = [e.external_id for e in new if e.external_id not in new_ids]
-        if raced:
-            for pk, ext, st in Event.objects.filter(source=source, external_id__in=raced).values_list(
+        # Rows the insert skipped were stored before (or by a concurrent request between a check
+        # and the insert): they are duplicates, reported with the id and status they have.
+        skipped = [e.external_id for e in new if e.external_id not in new_ids]
+        for start in range(0, len(skipped), 900):
+            chunk = skipped[start : start + 900]
+            for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list(
                 "id", "external_id", "status"
             ):
                 existing[ext] = (pk, st)
