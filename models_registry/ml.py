@@ -15,13 +15,23 @@ import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 from threadpoolctl import ThreadpoolController
 
 ISOLATION_FOREST = "isolation_forest"
 HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
+
+# The supervised model only knows the threats it was shown; an attack unlike every labelled one
+# gets a low probability. So a supervised bundle also carries an IsolationForest fitted on the
+# benign training rows, and an event that this forest finds anomalous (anomaly score at or above
+# NOVELTY_CUT, Liu et al.'s own boundary, the same one the cold-start model uses) scores at least
+# its anomaly score: a novel event goes to a reviewer instead of being cleared. The cost is the
+# share of ordinary benign events the forest calls anomalous (about 6% on NSL-KDD's training
+# distribution). Fewer than NOVELTY_MIN_BENIGN benign rows describe "ordinary" too poorly to use.
+NOVELTY_CUT = 0.5
+NOVELTY_MIN_BENIGN = 500
 
 # Types a model file may contain. Loading anything else is refused even when the sha256 matches,
 # so a tampered store that also rewrote the database row still cannot make us instantiate
@@ -127,21 +137,39 @@ def build_pipeline(spec: FeatureSpec, algorithm: str, random_state: int = 0) -> 
     return Pipeline([("pre", pre), ("model", model)])
 
 
-def fit(spec: FeatureSpec, algorithm: str, X: pd.DataFrame, y: np.ndarray | None = None) -> dict[str, Any]:
-    """Fit a pipeline and return the bundle that is saved as one artifact."""
+def fit(
+    spec: FeatureSpec,
+    algorithm: str,
+    X: pd.DataFrame,
+    y: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    novelty: bool = True,
+) -> dict[str, Any]:
+    """Fit a pipeline and return the bundle that is saved as one artifact. sample_weight (the
+    labels' weights) multiplies the balanced class weights of the supervised model. novelty adds
+    the benign-novelty detector to a supervised bundle (see NOVELTY_CUT)."""
     pipeline = build_pipeline(spec, algorithm)
+    detector = None
     # Single-threaded for the same reason as predict_scores: training shares the machine with
     # scoring workers, and OpenMP threads that spin-wait for a busy core slow everything down.
     with _one_openmp_thread():
         if algorithm == HIST_GRADIENT_BOOSTING:
             if y is None or len(np.unique(y)) < 2:
                 raise ValueError("supervised training needs labels of both classes")
-            pipeline.fit(X, y)
+            if sample_weight is not None:
+                pipeline.fit(X, y, model__sample_weight=sample_weight)
+            else:
+                pipeline.fit(X, y)
+            benign = X[np.asarray(y) == 0]
+            if novelty and len(benign) >= NOVELTY_MIN_BENIGN:
+                detector = build_pipeline(spec, ISOLATION_FOREST)
+                detector.fit(benign)
         else:
             pipeline.fit(X)
     return {
         "algorithm": algorithm,
         "pipeline": pipeline,
+        "novelty": detector,
         "categorical": list(spec.categorical),
         "numeric": list(spec.numeric),
         "reference": _reference_values(spec, X),
@@ -168,7 +196,9 @@ def predict_scores(bundle: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
     """Risk scores in [0, 1], higher meaning more likely a threat.
 
     For IsolationForest this is the anomaly score s(x) = 2^(-E[h(x)]/c(n)) of Liu et al., which
-    sklearn's score_samples returns negated: near 1 is anomalous, below 0.5 is ordinary.
+    sklearn's score_samples returns negated: near 1 is anomalous, below 0.5 is ordinary. For a
+    supervised bundle it is the threat probability, raised to the benign-novelty detector's anomaly
+    score where that is at or above NOVELTY_CUT (bundles saved without a detector: the probability).
     """
     pipeline = bundle["pipeline"]
     # One thread per prediction: a scoring worker is one of several processes on the machine, and
@@ -176,7 +206,12 @@ def predict_scores(bundle: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
     with _one_openmp_thread():
         if bundle["algorithm"] == ISOLATION_FOREST:
             return np.clip(-pipeline.score_samples(X), 0.0, 1.0)
-        return pipeline.predict_proba(X)[:, 1]
+        scores = pipeline.predict_proba(X)[:, 1]
+        detector = bundle.get("novelty")
+        if detector is not None and len(X):
+            anomaly = np.clip(-detector.score_samples(X), 0.0, 1.0)
+            scores = np.maximum(scores, np.where(anomaly >= NOVELTY_CUT, anomaly, 0.0))
+        return scores
 
 
 def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, top_k: int = 5) -> list[list[dict[str, Any]]]:
@@ -237,29 +272,60 @@ def evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[s
     }
 
 
-def paired_bootstrap(
-    y_true: np.ndarray, cand: np.ndarray, champ: np.ndarray, threshold: float, n_boot: int = 300, seed: int = 0
-) -> dict[str, Any]:
-    """95% paired-bootstrap intervals for candidate minus champion on the same held-out rows:
-    PR AUC (higher is better) and false-positive rate at the operating threshold (lower is better)."""
-    rng = np.random.default_rng(seed)
+def _thin(*arrays: np.ndarray, max_points: int) -> list[list[float]]:
+    """At most max_points evenly spaced points of a curve, always keeping both ends."""
+    n = len(arrays[0])
+    keep = np.unique(np.r_[np.linspace(0, n - 1, min(n, max_points)).round().astype(int), n - 1]) if n else np.array([], int)
+    return [[round(float(a[i]), 5) for i in keep] for a in arrays]
+
+
+def curves(y_true: np.ndarray, scores: np.ndarray, thresholds: dict[str, float], max_points: int = 200) -> dict[str, Any]:
+    """What the validation report plots, computed once at training time and stored as JSON: the PR
+    and ROC curves, a reliability table (calibration), the confusion matrix at each named threshold
+    and score histograms per class."""
     y_true = np.asarray(y_true).astype(int)
-    n = len(y_true)
-    d_pr, d_fpr = [], []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        yt = y_true[idx]
-        if yt.min() == yt.max():
-            continue
-        d_pr.append(average_precision_score(yt, cand[idx]) - average_precision_score(yt, champ[idx]))
-        neg = yt == 0
-        d_fpr.append(float((cand[idx][neg] >= threshold).mean() - (champ[idx][neg] >= threshold).mean()))
-
-    def ci(values: list[float]) -> dict[str, float]:
-        arr = np.asarray(values)
-        return {"mean": float(arr.mean()), "low": float(np.quantile(arr, 0.025)), "high": float(np.quantile(arr, 0.975))}
-
-    return {"resamples": len(d_pr), "delta_pr_auc": ci(d_pr), "delta_fpr": ci(d_fpr)}
+    scores = np.asarray(scores, dtype=float)
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    edges = np.linspace(0.0, 1.0, 11)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, 9)
+    calibration = []
+    for b in range(10):
+        members = which == b
+        if members.any():
+            calibration.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "mean_score": round(float(scores[members].mean()), 5),
+                    "threat_share": round(float(y_true[members].mean()), 5),
+                    "n": int(members.sum()),
+                }
+            )
+    confusion = {}
+    for name, t in thresholds.items():
+        pred = scores >= t
+        confusion[name] = {
+            "threshold": float(t),
+            "tp": int((pred & (y_true == 1)).sum()),
+            "fp": int((pred & (y_true == 0)).sum()),
+            "fn": int((~pred & (y_true == 1)).sum()),
+            "tn": int((~pred & (y_true == 0)).sum()),
+        }
+    hist_edges = np.linspace(0.0, 1.0, 21)
+    return {
+        "n": int(len(y_true)),
+        "positives": int(y_true.sum()),
+        "pr": dict(zip(("recall", "precision"), _thin(recall, precision, max_points=max_points), strict=True)),
+        "roc": dict(zip(("fpr", "tpr"), _thin(fpr, tpr, max_points=max_points), strict=True)),
+        "calibration": calibration,
+        "confusion": confusion,
+        "histogram": {
+            "edges": [round(float(e), 3) for e in hist_edges],
+            "threat": np.histogram(np.clip(scores[y_true == 1], 0, 1), hist_edges)[0].tolist(),
+            "benign": np.histogram(np.clip(scores[y_true == 0], 0, 1), hist_edges)[0].tolist(),
+        },
+    }
 
 
 def save(bundle: dict[str, Any], path: Path) -> str:

@@ -1,12 +1,13 @@
-"""Celery tasks of the model side (the "training" queue)."""
+"""Celery tasks of the model side (the "training" queue). Each takes ids and calls one service; a
+duplicated beat or a redelivered message is harmless because training_start refuses a second run
+per source (a partial unique index) and a run that has started is not started again."""
 
 import logging
 
 from celery import shared_task
-from django.conf import settings
 
-from models_registry import services
-from models_registry.models import ModelVersion
+from models_registry import monitoring, selectors, services
+from models_registry.models import LearningSettings, ModelVersion
 from reviews.models import Source
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,20 @@ def _start_and_enqueue(source: Source, triggered_by: str) -> int | None:
 
 
 @shared_task
+def retrain_source(source_id: int) -> int | None:
+    """A source's own schedule (its django-celery-beat PeriodicTask) fires this."""
+    source = Source.objects.filter(pk=source_id).first()
+    if source is None:
+        return None
+    return _start_and_enqueue(source, "schedule")
+
+
+@shared_task
 def retrain_all_sources() -> list[int]:
+    """The installation's default schedule, for sources whose admin has not set their own."""
+    own_schedule = set(LearningSettings.objects.values_list("source_id", flat=True))
     started = []
-    for source in Source.objects.all():
+    for source in Source.objects.exclude(pk__in=own_schedule):
         pk = _start_and_enqueue(source, "schedule")
         if pk:
             started.append(pk)
@@ -41,10 +53,10 @@ def retrain_all_sources() -> list[int]:
 
 @shared_task
 def retrain_if_enough_verdicts(source_id: int) -> int | None:
-    needed = settings.SECAI_RETRAIN_AFTER_VERDICTS
+    source = Source.objects.get(pk=source_id)
+    needed = selectors.learning_settings_get(source=source).retrain_after_verdicts
     if needed <= 0:
         return None
-    source = Source.objects.get(pk=source_id)
     if services.verdicts_since_last_training(source=source) < needed:
         return None
     return _start_and_enqueue(source, f"{needed} new verdicts")
@@ -53,3 +65,9 @@ def retrain_if_enough_verdicts(source_id: int) -> int | None:
 @shared_task
 def reap_stale_training() -> int:
     return services.training_reap_stale()
+
+
+@shared_task
+def monitor_sources() -> list[int]:
+    """Store a monitoring snapshot for every source that has a champion."""
+    return monitoring.monitoring_snapshot_all()

@@ -7,17 +7,23 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from models_registry.api.views import ModelVersionViewSet, RetrainApi
-from reviews.api.views import EventViewSet, ReviewItemViewSet, SourceViewSet
+from reviews.api.audit import AuditEntryViewSet
+from reviews.api.views import EventViewSet, ReasonCodeViewSet, ReviewItemBulkApi, ReviewItemViewSet, SourceViewSet, VerdictUndoApi
 from secai import health
 
 router = DefaultRouter(trailing_slash=True)
 router.register("events", EventViewSet, basename="event")
 router.register("review-items", ReviewItemViewSet, basename="review-item")
 router.register("sources", SourceViewSet, basename="source")
+router.register("reason-codes", ReasonCodeViewSet, basename="reason-code")
 router.register("models", ModelVersionViewSet, basename="model")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 api_v1 = [
     path("sources/<slug:name>/retrain/", RetrainApi.as_view(), name="source-retrain"),
+    path("", include("models_registry.api.urls")),
+    path("review-items/bulk-decision/", ReviewItemBulkApi.as_view(), name="review-item-bulk"),
+    path("verdicts/<int:pk>/undo/", VerdictUndoApi.as_view(), name="verdict-undo"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

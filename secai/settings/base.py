@@ -143,6 +143,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-review-claims": {"task": "reviews.tasks.expire_claims", "schedule": 60.0},
     "reap-stale-training": {"task": "models_registry.tasks.reap_stale_training", "schedule": 600.0},
     "retrain-all-sources": {"task": "models_registry.tasks.retrain_all_sources", "schedule": crontab(minute=0, hour=3)},
+    "monitor-sources": {"task": "models_registry.tasks.monitor_sources", "schedule": crontab(minute=15)},
 }
 
 # Application settings.
