@@ -15,9 +15,11 @@ $(STAMP): requirements.lock
 
 install: $(STAMP)
 
+PORT ?= 8000
+
 demo: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py demo --port $(PORT)
 
 test: install
 	$(BIN)/python scripts/run_tests.py

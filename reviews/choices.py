@@ -22,7 +22,7 @@ class EventStatus(models.TextChoices):
 class Action(models.TextChoices):
     """Proposed actions, in increasing severity (the order of the members is the order of severity)."""
 
-    ALLOW = "allow"
+    ALLOW = "allow", "allow"
     STEP_UP = "step_up", "step-up authentication"
     DENY = "deny", "deny access"
     BLOCK = "block", "block entity"
@@ -40,9 +40,9 @@ class ReviewState(models.TextChoices):
 
 
 class ItemKind(models.TextChoices):
-    FLAGGED = "flagged"  # scored at or above the review threshold
-    AUDIT_SAMPLE = "audit_sample"  # a random event below the threshold, to estimate missed threats
-    APPEAL = "appeal"  # reopened because the affected person appealed
+    FLAGGED = "flagged", "flagged"  # scored at or above the review threshold
+    AUDIT_SAMPLE = "audit_sample", "audit sample"  # a random event below the threshold, to estimate missed threats
+    APPEAL = "appeal", "appeal"  # reopened because the affected person appealed
 
 
 class ReasonApplies(models.TextChoices):

@@ -153,7 +153,7 @@ def review_queue_filtered(*, filters: QueueFilters, apply_state: bool = True) ->
     if filters.max_age_hours is not None:
         qs = qs.filter(created_at__gte=timezone.now() - timedelta(hours=filters.max_age_hours))
     if filters.q:
-        qs = qs.filter(Q(event__entity__startswith=filters.q) | Q(event__external_id=filters.q))
+        qs = qs.filter(Q(event__entity__startswith=filters.q) | Q(event__external_id__startswith=filters.q))
     return qs
 
 
@@ -194,6 +194,7 @@ def review_queue_counts(*, filters: QueueFilters) -> dict[str, dict[str, int]]:
     )
     by_action = dict(review_queue_filtered(filters=filters).values_list("proposed_action").annotate(n=Count("id")).order_by())
     by_state["active"] = by_state.get(ReviewState.OPEN, 0) + by_state.get(ReviewState.CLAIMED, 0)
+    by_state["all"] = sum(v for k, v in by_state.items() if k in ReviewState.values)
     return {"state": by_state, "action": by_action}
 
 
@@ -204,7 +205,7 @@ def entity_history(*, event: Event, limit: int = 20) -> list[Event]:
     """The entity's earlier events in the same source, newest first, with their verdicts."""
     return list(
         Event.objects.filter(source_id=event.source_id, entity=event.entity)
-        .exclude(pk=event.pk)
+        .filter(Q(occurred_at__lt=event.occurred_at) | Q(occurred_at=event.occurred_at, pk__lt=event.pk))
         .select_related("model_version", "label")
         .prefetch_related("review_item__verdicts__reviewer")
         .order_by("-occurred_at", "-id")[:limit]

@@ -67,7 +67,8 @@ def policy_update(*, policy: Policy, actor, **changes: Any) -> Policy:
             setattr(policy, key, value)
         policy.save()
         after = {f: getattr(policy, f) for f in fields}
-        audit_record(actor=actor, verb="policy.update", obj=policy, before=before, after=after)
+        if after != before:
+            audit_record(actor=actor, verb="policy.update", obj=policy, before=before, after=after)
     return policy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -114,19 +114,26 @@ def _check_timestamp(value: Any, errors: list[FieldError], now: datetime) -> dat
     if parsed > now + MAX_FUTURE:
         errors.append(FieldError("occurred_at", "is too far in the future"))
         return None
-    if parsed.year < 1970:
+    if parsed < datetime(1970, 1, 1, tzinfo=UTC):
         errors.append(FieldError("occurred_at", "is before 1970"))
         return None
     return parsed
 
 
-def validate_event(row: Any, schema: dict[str, str], now: datetime | None = None) -> tuple[CleanEvent | None, list[FieldError]]:
+def validate_event(
+    row: Any, schema: dict[str, str], now: datetime | None = None, in_batch: bool = False
+) -> tuple[CleanEvent | None, list[FieldError]]:
     """Check one submitted event. Returns the cleaned event, or None and every error found."""
     now = now or timezone.now()
     errors: list[FieldError] = []
     if not isinstance(row, dict):
         return None, [FieldError("event", "must be a JSON object")]
-    allowed = {"external_id", "occurred_at", "entity", "attributes", "source"}
+    # A batch names its source once; an event inside it may not name another.
+    allowed = (
+        {"external_id", "occurred_at", "entity", "attributes"}
+        if in_batch
+        else {"external_id", "occurred_at", "entity", "attributes", "source"}
+    )
     for key in row:
         if key not in allowed:
             errors.append(FieldError(str(key)[:100], "is not a known event field"))
@@ -165,14 +172,16 @@ def validate_batch(rows: list[Any], schema: dict[str, str]) -> tuple[list[CleanE
     errors: list[FieldError] = []
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
-        event, row_errors = validate_event(row, schema, now)
+        event, row_errors = validate_event(row, schema, now, in_batch=True)
         for err in row_errors:
             err.index = index
         errors.extend(row_errors)
-        if event is not None:
-            first = seen.setdefault(event.external_id, index)
+        external_id = row.get("external_id") if isinstance(row, dict) else None
+        if isinstance(external_id, str):
+            first = seen.setdefault(external_id, index)
             if first != index:
                 errors.append(FieldError("external_id", f"repeats the external_id of row {first}", index))
-            else:
-                clean.append(event)
+                continue
+        if event is not None:
+            clean.append(event)
     return clean, errors

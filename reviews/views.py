@@ -10,7 +10,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from reviews import roles, selectors, services
@@ -113,7 +115,7 @@ def item_detail(request, pk: int):
             "already": already,
             "mine": item.state == ReviewState.CLAIMED and item.claimed_by_id == user.pk,
             "my_undoable": my_undoable,
-            "undo_seconds": settings.SECAI_UNDO_SECONDS,
+            "undo_until": my_undoable.created_at + undo_window if my_undoable else None,
             "history": selectors.entity_history(event=item.event),
             "similar": selectors.similar_decided_events(event=item.event),
         },
@@ -131,6 +133,14 @@ def verdict_undo(request, pk: int):
         return redirect("reviews:item", pk=verdict.item_id)
     messages.success(request, f"Your verdict on item {item.pk} is undone; the item is yours to decide again.")
     return redirect("reviews:item", pk=item.pk)
+
+
+def _safe_back(request) -> str:
+    """The page to return to after a bulk decision, if it is one of ours; else the queue."""
+    back = request.POST.get("back", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return back
+    return reverse("reviews:queue")
 
 
 def _bulk_reason_choices():
@@ -160,7 +170,7 @@ def bulk_decide(request):
         if result.skipped:
             text += f"; {len(result.skipped)} skipped (taken or decided by someone else meanwhile)"
         messages.success(request, text + ".")
-        return redirect(request.POST.get("back") or "reviews:queue")
+        return redirect(_safe_back(request))
     if request.POST.get("cluster"):
         filters = selectors.QueueFilters.from_query(request.POST)
         cluster = next((c for c in selectors.open_item_clusters(filters=filters) if c["key"] == request.POST["cluster"]), None)
@@ -188,7 +198,7 @@ def bulk_decide(request):
             "reason": reason,
             "note": note,
             "reasons": _bulk_reason_choices(),
-            "back": request.POST.get("back", ""),
+            "back": _safe_back(request),
         },
     )
 

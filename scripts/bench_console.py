@@ -45,14 +45,11 @@ def main() -> int:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.contrib.auth.models import Group, User
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    from django.test.utils import setup_test_environment
+    from django.test.utils import CaptureQueriesContext, setup_test_environment
 
     setup_test_environment()  # the test client then exposes each response's template context
     call_command("migrate", verbosity=0)

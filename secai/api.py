@@ -1,4 +1,5 @@
-"""One error shape for the whole API: {"errors": [{"index"?, "field", "message"}]}."""
+"""One error shape for the whole API: {"errors": [{"index"?, "field", "message"}]}, whatever went
+wrong: a bad field, a body that is not JSON, an unknown URL, a body over the size limit, a bug."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from reviews.services import BatchInvalid, ServiceError
+from secai.http import clean_text as _clean
 
 
 def _flatten(detail: Any, field: str = "non_field_errors", index: int | None = None) -> list[dict[str, Any]]:
@@ -30,8 +32,12 @@ def _flatten(detail: Any, field: str = "non_field_errors", index: int | None = N
     return out
 
 
+def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: _clean(v) if isinstance(v, str) else v for k, v in e.items()} for e in errors]
+
+
 def error_response(errors: list[dict[str, Any]], status_code: int) -> Response:
-    return Response({"errors": errors}, status=status_code)
+    return Response({"errors": _clean_errors(errors)}, status=status_code)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -55,5 +61,5 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         errors = [{"field": "non_field_errors", "message": str(detail["detail"])}]
     else:
         errors = _flatten(detail)
-    response.data = {"errors": errors}
+    response.data = {"errors": _clean_errors(errors)}
     return response

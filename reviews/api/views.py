@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -15,7 +16,7 @@ from rest_framework.views import APIView
 from reviews import roles, selectors, services
 from reviews.api import serializers as s
 from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsReviewer, ReadReviewerWriteAdmin
-from reviews.choices import ReviewState
+from reviews.choices import EventStatus, ReviewState
 from reviews.models import ReasonCode, Source, Verdict
 from reviews.validation import FieldError
 
@@ -85,6 +86,8 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         p = self.request.query_params
+        if p.get("status") and p["status"] not in EventStatus.values:
+            raise drf_exceptions.ValidationError({"status": f"must be one of {', '.join(EventStatus.values)}"})
         qs = selectors.event_list(source=p.get("source"), status=p.get("status"), entity=p.get("entity"))
         if not roles.is_reviewer(self.request.user):
             qs = qs.filter(source__api_clients=self.request.user)  # API clients see their own sources only
@@ -107,6 +110,8 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             return selectors.review_queue(state=None)  # an item is addressable by id whatever its state
         p = self.request.query_params
         state = p.get("state", ReviewState.OPEN)
+        if state not in ("all", "active", *ReviewState.values):
+            raise drf_exceptions.ValidationError({"state": f"must be one of all, active, {', '.join(ReviewState.values)}"})
         source = None
         if p.get("source"):
             source = Source.objects.filter(name=p["source"]).first()
@@ -140,7 +145,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(request=s.DecisionInSerializer, responses={200: s.VerdictOutSerializer})
     @action(detail=True, methods=["post"])
     def decision(self, request, pk=None):
-        item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+        item = self.get_object()
         data = s.DecisionInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         verdict = services.verdict_submit(item=item, reviewer=request.user, **data.validated_data)
@@ -204,8 +209,14 @@ class ReasonCodeViewSet(viewsets.ReadOnlyModelViewSet):
 class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     serializer_class = s.SourceSerializer
     permission_classes = [ReadReviewerWriteAdmin]
-    queryset = Source.objects.order_by("name")
     lookup_field = "name"
+
+    def get_queryset(self):
+        qs = Source.objects.order_by("name")
+        if not roles.is_reviewer(self.request.user):
+            qs = qs.filter(api_clients=self.request.user)  # an API client sees only its own sources
+        return qs
+
     pagination_class = None
 
     def perform_create(self, serializer):
@@ -218,6 +229,12 @@ class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         policy = source.policy
         if request.method == "GET":
             return Response(s.PolicySerializer(policy).data)
+        writable = set(s.PolicySerializer.Meta.fields) - set(s.PolicySerializer.Meta.read_only_fields)
+        unknown = sorted(set(request.data) - writable) if isinstance(request.data, dict) else []
+        if unknown:
+            raise drf_exceptions.ValidationError(
+                {name[:100]: "is not a field of the policy that can be changed" for name in unknown}
+            )
         data = s.PolicySerializer(policy, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         policy = services.policy_update(policy=policy, actor=request.user, **data.validated_data)

@@ -129,7 +129,7 @@ def test_filters_and_counts():
         i.event.entity for i in selectors.review_queue_filtered(filters=selectors.QueueFilters.from_query({"q": "abc-1"}))
     ] == ["10.0.0.9"]
     counts = selectors.review_queue_counts(filters=selectors.QueueFilters.from_query({"action": "step_up"}))
-    assert counts["state"] == {"open": 1, "decided": 1, "active": 1} and counts["action"] == {"step_up": 1}
+    assert counts["state"] == {"open": 1, "decided": 1, "active": 1, "all": 2} and counts["action"] == {"step_up": 1}
     junk = selectors.QueueFilters.from_query({"min_score": "nan", "state": "<script>", "action": "nuke", "model_version": "x"})
     assert junk.min_score is None and junk.state == "open" and junk.action == "" and junk.model_version is None
 
