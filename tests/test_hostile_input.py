@@ -67,7 +67,7 @@ def test_surrogate_in_a_decision_or_policy_is_a_400(api, alice, carol):
     resp = api(carol).generic(
         "PATCH",
         f"/api/v1/sources/{item.source.name}/policy/",
-        '{"thresholds": [{"action": "\\ud800", "min_score": 0.5}]}'.encode(),
+        b'{"thresholds": [{"action": "\\ud800", "min_score": 0.5}]}',
         content_type="application/json",
     )
     assert resp.status_code == 400

@@ -14,6 +14,11 @@ else:
 
 from secai.settings.base import *  # noqa: E402,F403
 
+# The SQLite test database is a file, not :memory:: with an in-memory database every live-server
+# thread shares one connection, and parallel requests (a page loading several plots) deadlock.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["SECAI_VAR_DIR"], "test-db.sqlite3")}  # noqa: F405
+
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECAI_RETRAIN_AFTER_VERDICTS = 0
