@@ -52,10 +52,6 @@ class PolicyForm(forms.Form):
         present = [data[n] for n in ("step_up", "deny", "block") if data.get(n) is not None]
         if not present:
             raise forms.ValidationError("Set at least one action threshold.")
-        if data.get("review_threshold") is not None and data["review_threshold"] < min(present):
-            raise forms.ValidationError(
-                "The review threshold must be at least the lowest action threshold, so every queued event proposes an action."
-            )
         return data
 
     def thresholds(self) -> list[dict]:

@@ -117,11 +117,11 @@ def test_unknown_filter_values_are_400s(api, alice):
     assert api(alice).get("/api/v1/review-items/?state=bogus").status_code == 400
 
 
-def test_policy_needs_an_action_and_a_review_threshold_at_or_above_it(api, carol):
+def test_policy_needs_an_action_threshold_and_known_fields(api, carol):
     source = SourceFactory(name="vpn2")
     url = "/api/v1/sources/vpn2/policy/"
     assert api(carol).patch(url, {"thresholds": []}, format="json").status_code == 400
-    assert api(carol).patch(url, {"review_threshold": 0.1}, format="json").status_code == 400  # below step-up at 0.5
+    assert api(carol).patch(url, {"review_threshold": 1.5}, format="json").status_code == 400
     unknown = api(carol).patch(url, {"source": "other"}, format="json")
     assert unknown.status_code == 400 and unknown.json()["errors"][0]["field"] == "source"
     assert api(carol).patch(url, {"review_threshold": 0.5}, format="json").status_code == 200  # no change: no audit entry

@@ -172,17 +172,6 @@ class PolicySerializer(serializers.ModelSerializer):
         fields = ["source", "thresholds", "review_threshold", "audit_sample_rate", "four_eyes_actions", "updated_at"]
         read_only_fields = ["source", "updated_at"]
 
-    def validate(self, data: dict) -> dict:
-        thresholds = data.get("thresholds", self.instance.thresholds if self.instance else [])
-        review = data.get("review_threshold", self.instance.review_threshold if self.instance else 0.5)
-        if thresholds and review < min(t["min_score"] for t in thresholds):
-            raise serializers.ValidationError(
-                {
-                    "review_threshold": "must be at least the lowest action threshold, so that every queued event proposes an action"
-                }
-            )
-        return data
-
     def validate_thresholds(self, value: list[dict]) -> list[dict]:
         if not value:
             raise serializers.ValidationError("at least one action threshold is needed")

@@ -237,6 +237,13 @@ def test_admin_retrain_is_trained_and_validated_by_the_worker(
     )
     model = ModelVersion.objects.get(pk=run["id"])
     assert model.status in (ModelStatus.CHAMPION, ModelStatus.REJECTED), f"{model.status}: {model.error}"
+    # The row is final before the task returns; the worker logs the return value just after.
+    wait_until(
+        lambda: worker.succeeded(TRAIN),
+        timeout=30,
+        what="the worker to log the training task's result",
+        on_timeout=worker.log_tail,
+    )
     assert list(worker.succeeded(TRAIN).values()) == [repr(str(model.status))]
 
     report = model.validation_report
