@@ -72,7 +72,9 @@ def _reference_data(request):
     """Groups and reason codes come from data migrations; transactional tests flush them, so
     every database test makes sure they exist."""
     if request.node.get_closest_marker("django_db") or {"db", "transactional_db", "live_server"} & set(request.fixturenames):
-        request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames else "db")
+        request.getfixturevalue(
+            "transactional_db" if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames else "db"
+        )
         from reviews.reference_data import reference_data_ensure
 
         reference_data_ensure()
