@@ -38,6 +38,13 @@ class PolicyForm(forms.Form):
     step_up = forms.FloatField(min_value=0, max_value=1, required=False, label="step-up authentication from")
     deny = forms.FloatField(min_value=0, max_value=1, required=False, label="deny access from")
     block = forms.FloatField(min_value=0, max_value=1, required=False, label="block entity from")
+    four_eyes_actions = forms.MultipleChoiceField(
+        choices=[(a.value, a.label) for a in (Action.STEP_UP, Action.DENY, Action.BLOCK)],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="second opinion for",
+        help_text="items proposing these actions need two agreeing reviewers; disagreement goes to an admin",
+    )
 
     def clean(self):
         data = super().clean()

@@ -292,9 +292,12 @@ def policy_page(request, name: str):
                 actor=request.user,
                 thresholds=form.thresholds(),
                 review_threshold=form.cleaned_data["review_threshold"],
+                four_eyes_actions=form.cleaned_data["four_eyes_actions"],
             )
             messages.success(request, f"Policy of {source.name} saved. New scores use it; events already scored keep theirs.")
             return redirect("reviews:policy", name=name)
     else:
-        form = PolicyForm(initial={"review_threshold": policy.review_threshold, **current})
+        form = PolicyForm(
+            initial={"review_threshold": policy.review_threshold, "four_eyes_actions": policy.four_eyes_actions, **current}
+        )
     return render(request, "reviews/policy.html", {"source": source, "policy": policy, "form": form})

@@ -126,6 +126,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "control_folder": str(_broker_dir / "control"),
+        "polling_interval": 0.2,
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")

@@ -97,9 +97,12 @@ def test_admin_sets_thresholds_in_the_console(client, carol, alice):
     item = ReviewItemFactory()
     url = reverse("reviews:policy", args=[item.source.name])
     login(client, carol)
-    resp = client.post(url, {"review_threshold": "0.4", "step_up": "0.4", "deny": "0.7", "block": ""}, follow=True)
+    resp = client.post(
+        url, {"review_threshold": "0.4", "step_up": "0.4", "deny": "0.7", "block": "", "four_eyes_actions": ["deny"]}, follow=True
+    )
     assert "saved" in resp.content.decode()
     item.source.policy.refresh_from_db()
+    assert item.source.policy.four_eyes_actions == ["deny"]
     assert item.source.policy.thresholds == [{"action": "step_up", "min_score": 0.4}, {"action": "deny", "min_score": 0.7}]
     bad = client.post(url, {"review_threshold": "0.4", "step_up": "0.8", "deny": "0.7"})
     assert bad.status_code == 200 and "more severe action" in bad.content.decode()
