@@ -86,7 +86,10 @@ def _model_store(settings, tmp_path):
     scoring.clear_cache()
     from reviews import selectors
 
-    selectors._similar_pools.clear()  # the per-process pool cache must not leak between tests
+    selectors._similar_pools.clear()  # the per-process caches must not leak between tests
+    from django.core.cache import cache
+
+    cache.clear()
     yield
     scoring.clear_cache()
 
