@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,26 +22,24 @@ from reviews.forms import DecisionForm, PolicyForm
 from reviews.models import AuditEntry, ReasonCode, ReviewItem, Source, Verdict
 
 
-def reviewer_required(view):
-    @login_required
-    def wrapped(request, *args, **kwargs):
-        if not roles.is_reviewer(request.user):
-            raise PermissionDenied("reviewer role required")
-        return view(request, *args, **kwargs)
+def _role_required(check, role: str):
+    """A view decorator: log in first, then the role, or 403."""
 
-    wrapped.__name__ = view.__name__
-    return wrapped
+    def decorator(view):
+        @login_required
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not check(request.user):
+                raise PermissionDenied(f"{role} role required")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
-def admin_required(view):
-    @login_required
-    def wrapped(request, *args, **kwargs):
-        if not roles.is_admin(request.user):
-            raise PermissionDenied("admin role required")
-        return view(request, *args, **kwargs)
-
-    wrapped.__name__ = view.__name__
-    return wrapped
+reviewer_required = _role_required(roles.is_reviewer, "reviewer")
+admin_required = _role_required(roles.is_admin, "admin")
 
 
 @reviewer_required
