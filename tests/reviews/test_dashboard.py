@@ -303,3 +303,22 @@ def test_names_are_escaped_on_the_page_and_harmless_in_plots(client, carol):
 def test_plot_text_is_never_mathtext():
     assert dashboard._text(r"$\frac{") == r"\$\frac{"
     assert dashboard._text("plain") == "plain"
+
+
+def test_model_alerts_are_shown_on_the_dashboard_escaped(client, carol):
+    from django.utils import timezone
+
+    from models_registry.models import MonitoringSnapshot
+    from tests.factories import SourceFactory
+
+    source = SourceFactory(name="vpn")
+    now = timezone.now()
+    MonitoringSnapshot.objects.create(
+        source=source,
+        window_start=now,
+        window_end=now,
+        alerts=[{"kind": "score_psi", "message": "score drift <b>0.31</b> over 0.25"}],
+    )
+    login(client, carol)
+    html = client.get("/dashboard/").content.decode()
+    assert "Model alerts" in html and "score drift &lt;b&gt;0.31&lt;/b&gt; over 0.25" in html
