@@ -15,9 +15,9 @@ from models_registry.models import LearningSettings, ModelVersion, MonitoringSna
 from reviews.choices import EventStatus, ItemKind, LabelOrigin, VerdictChoice
 from reviews.models import Event, Label, Source, Verdict
 
-# Labels a model may be fitted on. Audit-sample labels are not among them: they are the only
-# unbiased look below the review threshold, so they are kept for validation and for the
-# missed-threat estimate (see services._train).
+# Labels that set the time split between fitted and held-out rows. Audit-sample labels follow the
+# same time cut but do not move it: they are fitted when older than the held-out period and held
+# out otherwise (see services._train).
 TRAINING_ORIGINS = (LabelOrigin.IMPORT, LabelOrigin.VERDICT, LabelOrigin.APPEAL)
 
 

@@ -155,10 +155,12 @@ def _train(model: ModelVersion, log: list[str]) -> None:
     time order. Imported labels, verdicts and appeals are split by time: the oldest 80% are fitted
     and the newest 20% held out, so validation asks how the model does on what came last.
 
-    Audit-sample labels are never fitted. They are the only random look at events below the review
-    threshold; fitting them next to verdicts on flagged events would make them a tiny, differently
-    drawn minority of the training set, whereas held out they tell the gate (and the monitoring
-    page) how many threats the model lets through. They all join the held-out set."""
+    Audit-sample labels follow the same time cut: those older than the held-out period are fitted,
+    the newer ones are held out. They are the only random look at events below the review
+    threshold; without them a model learns only from the events it already flagged (verdicts on
+    flagged items are nearly all threats) and never what ordinary traffic looks like, which the
+    simulation showed stalls the learning loop. The monitoring page's missed-threat estimate uses
+    verdicts on recent audit samples scored by the champion, which training does not change."""
     source = model.source
     policy = Policy.objects.get(source=source)
     learning = selectors.learning_settings_get(source=source)
@@ -169,6 +171,11 @@ def _train(model: ModelVersion, log: list[str]) -> None:
     audit = [i for i, o in enumerate(data.origins) if o == LabelOrigin.AUDIT_SAMPLE]
     cut = int(len(trainable) * (1 - HOLDOUT_FRACTION))
     train_idx, recent_idx = trainable[:cut], trainable[cut:]
+    # One time cut for every origin: audit labels before the held-out period are fitted.
+    cut_time = data.times[recent_idx[0]] if recent_idx else None
+    audit_train = [i for i in audit if cut_time is not None and data.times[i] < cut_time]
+    audit_holdout = [i for i in audit if i not in set(audit_train)]
+    train_idx = sorted(train_idx + audit_train)
     train_part = _part(train_idx, data, y_all)
     minimum = max(1, learning.min_labels_per_class)
     origins: dict[str, int] = {}
@@ -182,7 +189,12 @@ def _train(model: ModelVersion, log: list[str]) -> None:
         "deduplication": "one label per event: a later verdict replaces the earlier label",
         "time_range": [data.times[0].isoformat(), data.times[-1].isoformat()] if data.times else None,
         "min_labels_per_class": minimum,
-        "audit_sample_labels": {"count": len(audit), "use": "validation and missed-threat estimate only, never fitted"},
+        "audit_sample_labels": {
+            "count": len(audit),
+            "fitted": len(audit_train),
+            "held_out": len(audit_holdout),
+            "use": "fitted when older than the held-out period, held out otherwise",
+        },
     }
     log.append(
         f"labels: {len(y_all)} ({manifest['threat_labels']} threat, {manifest['benign_labels']} benign); origins {origins}"
@@ -191,7 +203,7 @@ def _train(model: ModelVersion, log: list[str]) -> None:
     supervised = train_part["threat"] >= minimum and train_part["benign"] >= minimum
     if supervised:
         algorithm = ml.HIST_GRADIENT_BOOSTING
-        holdout_idx = recent_idx + audit
+        holdout_idx = recent_idx + audit_holdout
         X_train = ml.frame_from_rows([data.attributes[i] for i in train_idx], spec)
         y_train = y_all[train_idx]
         weights = np.array([data.weights[i] for i in train_idx], dtype=float)

@@ -70,24 +70,26 @@ def test_supervised_champion_is_kept_when_labels_turn_one_class(small_minimum):
         services.model_promote(model=v2, actor=None, reason="try")
 
 
-def test_time_split_and_audit_labels_are_held_out_never_fitted(small_minimum):
+def test_one_time_cut_splits_every_origin_audit_samples_included(small_minimum):
     source = toy_source()
     start = datetime(2026, 1, 1, tzinfo=UTC)
     toy_events(source, 500, start=start)
-    # Audit samples from the whole period, including before the split point: still never fitted.
+    # Audit samples over the whole period: those before the held-out period are fitted.
     toy_events(source, 60, seed=9, prefix="audit", origin=LabelOrigin.AUDIT_SAMPLE, start=start + timedelta(seconds=30))
     Label.objects.filter(event__source=source, origin=LabelOrigin.IMPORT, event__external_id__endswith="7").update(weight=2.0)
     model = train(source)
     m = model.training_manifest
     assert m["labels"] == 560 and m["labels_by_origin"] == {"import": 500, "audit_sample": 60}
     train_part, holdout = m["split"]["train"], m["holdout"]
-    assert m["train_rows"] == train_part["rows"] == 400 and train_part["by_origin"] == {"import": 400}
-    assert holdout["rows"] == 160 and holdout["by_origin"] == {"import": 100, "audit_sample": 60}
-    assert m["audit_sample_labels"]["count"] == 60
-    # The held-out imported labels are the newest ones.
+    audit = m["audit_sample_labels"]
+    assert audit["count"] == 60 and audit["fitted"] + audit["held_out"] == 60 and audit["fitted"] > 0
+    assert train_part["by_origin"] == {"import": 400, "audit_sample": audit["fitted"]}
+    assert m["train_rows"] == train_part["rows"] == 400 + audit["fitted"]
+    assert holdout["rows"] == 100 + audit["held_out"]
+    assert holdout["by_origin"].get("audit_sample", 0) == audit["held_out"] and holdout["by_origin"]["import"] == 100
+    # Everything held out is newer than everything fitted.
     assert m["holdout_from"] > train_part["time_range"][1] == m["train_until"]
     assert m["weighted"] is True
-    assert model.validation_report["holdout_by_origin"] == {"import": 100, "audit_sample": 60}
 
 
 def test_a_later_verdict_replaces_the_imported_label(small_minimum):
