@@ -5,6 +5,7 @@ per source (a partial unique index) and a run that has started is not started ag
 import logging
 
 from celery import shared_task
+from django.db import transaction
 
 from models_registry import monitoring, selectors, services
 from models_registry.models import LearningSettings, ModelVersion
@@ -21,13 +22,20 @@ def train_model(model_version_id: int) -> str:
     return services.model_train(model=model).status
 
 
+def training_request(*, source: Source, triggered_by: str, actor=None) -> ModelVersion:
+    """Create the training run's row and hand it to the training queue once that row is committed.
+    Raises services.TrainingConflict when a run for the source is already in flight."""
+    with transaction.atomic():
+        model = services.training_start(source=source, triggered_by=triggered_by, actor=actor)
+        transaction.on_commit(lambda: train_model.delay(model.pk))
+    return model
+
+
 def _start_and_enqueue(source: Source, triggered_by: str) -> int | None:
     try:
-        model = services.training_start(source=source, triggered_by=triggered_by)
+        return training_request(source=source, triggered_by=triggered_by).pk
     except services.TrainingConflict:
         return None
-    train_model.delay(model.pk)
-    return model.pk
 
 
 @shared_task

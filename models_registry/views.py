@@ -6,7 +6,6 @@ from __future__ import annotations
 import tempfile
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +16,7 @@ from models_registry import export, ml, monitoring, plots, selectors, tuning
 from models_registry import services as model_services
 from models_registry.forms import LearningSettingsForm, TuningForm
 from models_registry.models import LearningSettings, ModelVersion
-from models_registry.tasks import train_model
+from models_registry.tasks import training_request
 from reviews import services
 from reviews.audit import audit_record
 from reviews.forms import PolicyForm, ReasonForm
@@ -53,9 +52,7 @@ def models_page(request):
 def model_retrain(request, name: str):
     source = get_object_or_404(Source, name=name)
     try:
-        with transaction.atomic():
-            model = model_services.training_start(source=source, triggered_by=request.user.get_username(), actor=request.user)
-            transaction.on_commit(lambda: train_model.delay(model.pk))
+        model = training_request(source=source, triggered_by=request.user.get_username(), actor=request.user)
         messages.success(request, f"Training of {source.name} v{model.version} started.")
     except services.ItemConflict as exc:
         messages.error(request, exc.message)

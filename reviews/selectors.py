@@ -270,13 +270,7 @@ def _similar_pool(source: Source, pool: int) -> dict:
 
 
 def _num(value) -> float:
-    return (
-        float(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-        else float(bool(value))
-        if isinstance(value, bool)
-        else 0.0
-    )
+    return float(value) if isinstance(value, (int, float)) else 0.0  # booleans count as 0/1
 
 
 def similar_decided_events(*, event: Event, limit: int = 5, pool: int = 2000) -> list[tuple[float, Event, Verdict]]:

@@ -104,23 +104,12 @@ def _events_store(*, source: Source, clean: list[CleanEvent], status: str, label
         existing: dict[str, tuple[int, str]] = {}
         if connection.vendor != "postgresql":
             # PostgreSQL's INSERT ... ON CONFLICT reports what it skipped; elsewhere, look first.
-            for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-                chunk = ids[start : start + 900]
-                for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list(
-                    "id", "external_id", "status"
-                ):
-                    existing[ext] = (pk, st)
+            existing.update(_events_by_external_id(source, ids))
         new = [e for e in clean if e.external_id not in existing]
         new_ids = _events_insert(source=source, events=new, status=status)
         # Rows the insert skipped were stored before (or by a concurrent request between a check
         # and the insert): they are duplicates, reported with the id and status they have.
-        skipped = [e.external_id for e in new if e.external_id not in new_ids]
-        for start in range(0, len(skipped), 900):
-            chunk = skipped[start : start + 900]
-            for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list(
-                "id", "external_id", "status"
-            ):
-                existing[ext] = (pk, st)
+        existing.update(_events_by_external_id(source, [e.external_id for e in new if e.external_id not in new_ids]))
         new_external = [e.external_id for e in new if e.external_id in new_ids]
         if labels is not None:
             label_of = dict(zip(ids, labels, strict=True))
@@ -191,17 +180,18 @@ def _events_insert(*, source: Source, events: list[CleanEvent], status: str) -> 
         batch_size=1000,
         ignore_conflicts=True,
     )
-    ids: dict[str, int] = {}
-    external = [e.external_id for e in events]
-    for start in range(0, len(external), 900):  # SQLite's bound-parameter limit
-        ids.update(
-            dict(
-                Event.objects.filter(source=source, external_id__in=external[start : start + 900]).values_list(
-                    "external_id", "id"
-                )
-            )
-        )
-    return ids
+    return {ext: pk for ext, (pk, _status) in _events_by_external_id(source, [e.external_id for e in events]).items()}
+
+
+def _events_by_external_id(source: Source, external_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """external_id -> (id, status) of the stored events among external_ids, queried in chunks that
+    stay under SQLite's bound-parameter limit."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(external_ids), 900):
+        chunk = external_ids[start : start + 900]
+        for pk, ext, st in Event.objects.filter(source=source, external_id__in=chunk).values_list("id", "external_id", "status"):
+            found[ext] = (pk, st)
+    return found
 
 
 def enqueue_scoring(event_ids: list[int]) -> None:
@@ -262,9 +252,8 @@ def events_score(*, event_ids: list[int]) -> int:
         by_source.setdefault(row["source_id"], []).append(row)
     scored = 0
     for source_id, group in by_source.items():
-        outcome = score_rows(
-            source_id=source_id, rows=[r["attributes"] for r in group], policy=Policy.objects.get(source_id=source_id)
-        )
+        policy = Policy.objects.get(source_id=source_id)
+        outcome = score_rows(source_id=source_id, rows=[r["attributes"] for r in group], policy=policy)
         if outcome is None:
             continue  # no usable model yet: the events stay 'received' for the sweeper
         results = {r["id"]: i for i, r in enumerate(group)}
@@ -275,7 +264,6 @@ def events_score(*, event_ids: list[int]) -> int:
                 qs = qs.select_for_update(skip_locked=True)
             events = list(qs.only("id", "status"))
             items = []
-            policy = Policy.objects.get(source_id=source_id)
             four_eyes = set(policy.four_eyes_actions or [])
             for event in events:
                 i = results[event.id]

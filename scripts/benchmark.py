@@ -138,6 +138,26 @@ def relabel(events: list[dict], tag: str) -> list[dict]:
     return [{**e, "external_id": f"{tag}-{i}"} for i, e in enumerate(events)]
 
 
+def post_batches(send, source_name: str, batches: list[list[dict]], expect_dup: bool) -> tuple[int, float]:
+    """POST each batch through send(body) -> (status, payload) and check every reply: all new, or
+    all duplicates. Returns (events posted, seconds)."""
+    bodies = [json.dumps({"source": source_name, "events": b}).encode() for b in batches]
+    done = 0
+    t0 = time.perf_counter()
+    for body, batch in zip(bodies, batches, strict=True):
+        status, payload = send(body)
+        if status != 202:
+            raise SystemExit(f"POST /api/v1/events/ answered {status}: {payload[:300]!r}")
+        out = json.loads(payload)
+        want = (0, len(batch)) if expect_dup else (len(batch), 0)
+        if (out["accepted"], out["duplicates"]) != want:
+            raise SystemExit(
+                f"unexpected ingest result {out['accepted']} accepted / {out['duplicates']} duplicates, wanted {want}"
+            )
+        done += len(batch)
+    return done, time.perf_counter() - t0
+
+
 def chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -383,22 +403,12 @@ def bench_database(schema, hist_events, hist_labels, live_events, tmp: Path) -> 
     auth = f"Token {token}"
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=auth)
 
+    def send(body: bytes) -> tuple[int, bytes]:
+        resp = client.post("/api/v1/events/", data=body, content_type="application/json")
+        return resp.status_code, resp.content
+
     def post_all(batches: list[list[dict]], expect_dup: bool) -> tuple[int, float]:
-        bodies = [json.dumps({"source": source.name, "events": b}).encode() for b in batches]
-        done = 0
-        t0 = time.perf_counter()
-        for body, batch in zip(bodies, batches, strict=True):
-            resp = client.post("/api/v1/events/", data=body, content_type="application/json")
-            if resp.status_code != 202:
-                raise SystemExit(f"POST /api/v1/events/ answered {resp.status_code}: {resp.content[:300]!r}")
-            out = resp.json()
-            want = (0, len(batch)) if expect_dup else (len(batch), 0)
-            if (out["accepted"], out["duplicates"]) != want:
-                raise SystemExit(
-                    f"unexpected ingest result {out['accepted']} accepted / {out['duplicates']} duplicates, wanted {want}"
-                )
-            done += len(batch)
-        return done, time.perf_counter() - t0
+        return post_batches(send, source.name, batches, expect_dup)
 
     api_a = relabel(live_events[: 10 * BATCH], "api-a")
     api_b = relabel(live_events[: 2 * BIG_BATCH], "api-b")
@@ -539,24 +549,13 @@ def bench_gunicorn(source_name: str, auth: str, live_events: list[dict], tmp: Pa
             if resp.status != 202:
                 raise SystemExit(f"gunicorn warm-up POST {i} answered {resp.status}")
 
+        def send(body: bytes) -> tuple[int, bytes]:
+            conn.request("POST", "/api/v1/events/", body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+
         def post_all(batches: list[list[dict]], expect_dup: bool) -> tuple[int, float]:
-            bodies = [json.dumps({"source": source_name, "events": b}).encode() for b in batches]
-            done = 0
-            t0 = time.perf_counter()
-            for body, batch in zip(bodies, batches, strict=True):
-                conn.request("POST", "/api/v1/events/", body=body, headers=headers)
-                resp = conn.getresponse()
-                payload = resp.read()
-                if resp.status != 202:
-                    raise SystemExit(f"gunicorn POST answered {resp.status}: {payload[:300]!r}")
-                out = json.loads(payload)
-                want = (0, len(batch)) if expect_dup else (len(batch), 0)
-                if (out["accepted"], out["duplicates"]) != want:
-                    raise SystemExit(
-                        f"unexpected ingest result over HTTP: {out['accepted']} / {out['duplicates']}, wanted {want}"
-                    )
-                done += len(batch)
-            return done, time.perf_counter() - t0
+            return post_batches(send, source_name, batches, expect_dup)
 
         http_a = relabel(live_events[: 5 * BATCH], "http-a")
         http_b = relabel(live_events[: 2 * BIG_BATCH], "http-b")

@@ -1,7 +1,6 @@
 """REST API v1 for model versions, training runs, learning settings, monitoring, threshold tuning
 and the export of labelled data."""
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +18,7 @@ from models_registry.api.serializers import (
     TuningQuerySerializer,
 )
 from models_registry.models import ModelVersion
-from models_registry.tasks import train_model
+from models_registry.tasks import training_request
 from models_registry.views import export_response
 from reviews.api.permissions import IsAdmin, IsReviewer
 from reviews.models import Source
@@ -70,9 +69,7 @@ class RetrainApi(APIView):
     @extend_schema(request=None, responses={202: ModelVersionSerializer})
     def post(self, request, name: str):
         source = get_object_or_404(Source, name=name)
-        with transaction.atomic():
-            model = services.training_start(source=source, triggered_by=request.user.get_username(), actor=request.user)
-            transaction.on_commit(lambda: train_model.delay(model.pk))
+        model = training_request(source=source, triggered_by=request.user.get_username(), actor=request.user)
         return Response(ModelVersionSerializer(model).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -69,18 +69,21 @@ def test_invalid_settings_are_refused_and_change_nothing(carol, changes, message
     assert not LearningSettings.objects.exists() and not PeriodicTask.objects.filter(task=services.RETRAIN_TASK).exists()
 
 
-def test_schedule_and_verdict_triggers_use_the_source_settings(carol, monkeypatch):
+def test_schedule_and_verdict_triggers_use_the_source_settings(carol, monkeypatch, django_capture_on_commit_callbacks):
     own = toy_source("own")
     default = toy_source("default")
     services.learning_settings_update(source=own, actor=carol, retrain_after_verdicts=3)
     sent = []
     monkeypatch.setattr(tasks.train_model, "delay", lambda pk: sent.append(pk))
     # The installation's nightly run skips sources with their own schedule.
-    started = tasks.retrain_all_sources()
+    with django_capture_on_commit_callbacks(execute=True):
+        started = tasks.retrain_all_sources()
     assert [ModelVersion.objects.get(pk=pk).source.name for pk in started] == ["default"]
     # The source's own beat entry starts its run; a duplicated beat starts nothing more.
-    first = tasks.retrain_source(own.pk)
-    assert first is not None and tasks.retrain_source(own.pk) is None
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tasks.retrain_source(own.pk)
+        assert first is not None and tasks.retrain_source(own.pk) is None
+    # Enqueued only once the run's row is committed, and only once.
     assert sent == [*started, first]
     ModelVersion.objects.filter(pk=first).update(status="failed")
     # Three new verdicts are needed for own; default follows SECAI_RETRAIN_AFTER_VERDICTS (0: off).

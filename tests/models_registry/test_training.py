@@ -65,10 +65,7 @@ def test_gate_promotes_an_equivalent_candidate(trained_source):
     model = services.model_train(model=services.training_start(source=trained_source, triggered_by="test"))
     assert model.status == "champion", model.status_reason
     report = model.validation_report
-    assert (
-        report["bootstrap"]["delta_pr_auc"]["low"] <= 0 <= report["bootstrap"]["delta_pr_auc"]["high"]
-        or report["bootstrap"]["delta_pr_auc"]["high"] >= 0
-    )
+    assert report["bootstrap"]["delta_pr_auc"]["high"] >= 0  # not significantly worse
     assert ModelVersion.objects.get(source=trained_source, version=1).status == "retired"
 
 
