@@ -515,7 +515,12 @@ def _item_decide(*, item: ReviewItem, record: Verdict, now) -> None:
 def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
     """Take back one's own verdict within SECAI_UNDO_SECONDS. The item returns to the reviewer's
     claim with the other reviewers' verdicts intact, and a label made from this verdict is
-    removed. The verdict row stays (marked undone) and the undo is audited."""
+    removed. The verdict row stays (marked undone) and the undo is audited.
+
+    Only while nobody else has acted on the item since: a later verdict (a second opinion, an
+    admin's final word on an escalation) decided on top of this one and made the label, and a
+    live claim is another reviewer's work in progress. Undoing under either would reopen an item
+    someone else closed, or take it out of their hands."""
     if verdict.reviewer_id != reviewer.pk:
         raise ItemConflict("Only the reviewer who gave a verdict can undo it.", field="verdict")
     now = timezone.now()
@@ -523,6 +528,27 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
     with transaction.atomic():
         # Lock the item first so undo and a concurrent second opinion are ordered.
         item = ReviewItem.objects.select_for_update().get(pk=verdict.item_id)
+        later = (
+            Verdict.objects.filter(item_id=item.pk, undone_at__isnull=True, pk__gt=verdict.pk)
+            .exclude(reviewer=reviewer)
+            .select_related("reviewer")
+            .order_by("-pk")
+            .first()
+        )
+        if later is not None:
+            raise ItemConflict(
+                f"{later.reviewer.get_username()} has given a verdict on this item since yours, so yours can no longer be undone.",
+                field="verdict",
+            )
+        if (
+            item.state == ReviewState.CLAIMED
+            and item.claimed_by_id not in (None, reviewer.pk)
+            and (item.claim_expires_at is None or item.claim_expires_at > now)
+        ):
+            raise ItemConflict(
+                f"{item.claimed_by.get_username()} holds this item now, so your verdict can no longer be undone.",
+                field="verdict",
+            )
         undone = Verdict.objects.filter(pk=verdict.pk, undone_at__isnull=True, created_at__gte=now - window).update(undone_at=now)
         if not undone:
             raise ItemConflict(

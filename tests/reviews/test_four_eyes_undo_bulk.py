@@ -82,6 +82,46 @@ def test_undo_after_the_window_is_refused(alice, settings):
     assert Label.objects.filter(event=item.event).exists()
 
 
+def test_undo_is_refused_once_an_admin_has_decided_the_escalation(alice, bob, carol):
+    item = four_eyes_item()
+    first = services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    services.verdict_submit(item=item, reviewer=bob, verdict="overturn", reason="known_benign")
+    services.verdict_submit(item=item, reviewer=carol, verdict="overturn", reason="model_error")
+    with pytest.raises(services.ItemConflict, match="carol has given a verdict on this item since yours"):
+        services.verdict_undo(verdict=first, reviewer=alice)
+    item.refresh_from_db()
+    assert item.state == "decided" and item.decided_at is not None
+    assert Label.objects.get(event=item.event).is_threat is False
+    assert not Verdict.objects.filter(item=item, undone_at__isnull=False).exists()
+
+
+def test_first_opinion_cannot_be_undone_after_the_second_reviewer_decided(alice, bob):
+    item = four_eyes_item()
+    first = services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    second = services.verdict_submit(item=item, reviewer=bob, verdict="approve", reason="policy_violation")
+    with pytest.raises(services.ItemConflict, match="bob has given a verdict"):
+        services.verdict_undo(verdict=first, reviewer=alice)
+    item.refresh_from_db()
+    assert item.state == "decided" and Label.objects.get(event=item.event).verdict_id == second.pk
+    # The reviewer whose verdict closed the item may still take it back.
+    item = services.verdict_undo(verdict=second, reviewer=bob)
+    assert item.state == "claimed" and item.claimed_by == bob and not Label.objects.exists()
+
+
+def test_undo_does_not_take_an_item_out_of_another_reviewers_hands(alice, bob):
+    item = four_eyes_item()
+    first = services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    services.review_item_claim(item=item, reviewer=bob)
+    with pytest.raises(services.ItemConflict, match="bob holds this item now"):
+        services.verdict_undo(verdict=first, reviewer=alice)
+    item.refresh_from_db()
+    assert item.state == "claimed" and item.claimed_by == bob
+    # Once bob lets go, the first opinion can be taken back within the window.
+    services.review_item_release(item=item, reviewer=bob)
+    item = services.verdict_undo(verdict=first, reviewer=alice)
+    assert item.state == "claimed" and item.claimed_by == alice
+
+
 def test_bulk_decision_skips_items_held_by_others(alice, bob):
     items = ReviewItemFactory.create_batch(4)
     services.review_item_claim(item=items[0], reviewer=bob)
