@@ -114,6 +114,8 @@ def model_report(request, pk: int):
         "models_registry/report.html",
         {
             "model": model,
+            # Refused, failed and running trainings have no report (and so no report reason).
+            "summary": model.status_reason or report.get("reason") or model.error,
             "report": report,
             "manifest": manifest,
             "split_train": (manifest.get("split") or {}).get("train"),

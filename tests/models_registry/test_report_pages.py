@@ -68,6 +68,22 @@ def test_text_from_attribute_names_is_drawn_literally():
     assert plots.safe_text("a\nb" + "c" * 100, 10) == "a bcccccc…"
 
 
+@pytest.mark.parametrize(
+    ("status", "fields", "shown"),
+    [
+        ("training", {"finished_at": None, "sha256": ""}, "training"),
+        ("rejected", {"status_reason": "refused: one class only"}, "refused: one class only"),
+        ("failed", {"status_reason": "training failed: disk full", "error": "disk full\n\nTraceback ..."}, "disk full"),
+    ],
+)
+def test_report_page_of_a_run_without_a_report_explains_itself(client, carol, status, fields, shown):
+    model = fake_model(toy_source(), status=status, report={}, **fields)
+    login(client, carol)
+    resp = client.get(f"/models/{model.pk}/report/")
+    assert resp.status_code == 200
+    assert shown in resp.content.decode()
+
+
 @pytest.mark.parametrize("persona", ["alice", "mallory", "ingest", None])
 def test_report_and_plots_are_admin_only(client, request, persona, reported):
     user = request.getfixturevalue(persona) if persona else None
