@@ -142,6 +142,7 @@ def model_train(*, model: ModelVersion) -> ModelVersion:
             ModelStatus.FAILED,
             by="system:training",
             reason=str(exc)[:500],
+            status_reason=f"training failed: {exc}"[:500],
             error=f"{exc}\n\n{traceback.format_exc()}",
             log="\n".join(log),
             finished_at=timezone.now(),
@@ -234,7 +235,7 @@ def _train(model: ModelVersion, log: list[str]) -> None:
         algorithm = ml.ISOLATION_FOREST
         recent = selectors.events_for_cold_start(source=source, limit=MAX_UNSUPERVISED_ROWS)
         if not recent:
-            raise ServiceError(f"source {source.name} has no events to learn from")
+            raise TrainingRefused(f"refused: source {source.name} has no events to learn from yet")
         X_train = ml.frame_from_rows(recent, spec)
         bundle = ml.fit(spec, algorithm, X_train)
         holdout_idx = list(range(len(y_all)))

@@ -39,9 +39,10 @@ def test_cold_start_without_labels_trains_isolation_forest(nsl_source):
     assert "cold start" in model.status_reason
 
 
-def test_training_without_any_event_fails_with_a_clear_message(nsl_source):
+def test_training_without_any_event_is_refused_with_a_clear_message(nsl_source):
     model = services.model_train(model=services.training_start(source=nsl_source, triggered_by="test"))
-    assert model.status == "failed" and "no events to learn from" in model.error
+    assert model.status == "rejected" and "no events to learn from" in model.status_reason
+    assert model.error == ""
 
 
 def test_gate_rejects_a_candidate_trained_on_corrupted_labels(trained_source):
