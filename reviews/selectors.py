@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
@@ -40,6 +41,18 @@ def review_item_current_claim(*, reviewer, source: Source | None = None) -> Revi
     if source is not None:
         qs = qs.filter(source=source)
     return qs.order_by(*QUEUE_ORDER).first()
+
+
+def verdict_last_undoable(*, reviewer) -> Verdict | None:
+    """The reviewer's latest verdict still inside the undo window. "Submit and take next" moves
+    the reviewer on at once, so the next page offers to undo it."""
+    since = timezone.now() - timedelta(seconds=settings.SECAI_UNDO_SECONDS)
+    return (
+        Verdict.objects.filter(reviewer=reviewer, undone_at__isnull=True, created_at__gte=since)
+        .select_related("item__event")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
 
 
 def review_item_next_candidates(*, source: Source | None = None, reviewer=None) -> QuerySet[ReviewItem]:

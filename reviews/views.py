@@ -42,6 +42,14 @@ reviewer_required = _role_required(roles.is_reviewer, "reviewer")
 admin_required = _role_required(roles.is_admin, "admin")
 
 
+def _last_undo(user, *, item_id: int | None = None) -> dict:
+    """The undo offered for the reviewer's latest verdict on another item (the `u` key)."""
+    last = selectors.verdict_last_undoable(reviewer=user)
+    if last is None or last.item_id == item_id:
+        return {"last_undoable": None}
+    return {"last_undoable": last, "last_undo_until": last.created_at + timedelta(seconds=settings.SECAI_UNDO_SECONDS)}
+
+
 @reviewer_required
 def queue(request):
     filters = selectors.QueueFilters.from_query(request.GET)
@@ -57,6 +65,7 @@ def queue(request):
         return render(request, "reviews/partials/_queue_rows.html", context)  # "load more" appends rows
     context.update(
         {
+            **_last_undo(request.user),
             "counts": selectors.review_queue_counts(filters=filters),
             "states": ["open", "claimed", "active", "escalated", "decided", "all"],
             "actions": Action.choices,
@@ -115,6 +124,7 @@ def item_detail(request, pk: int):
             "mine": item.state == ReviewState.CLAIMED and item.claimed_by_id == user.pk,
             "my_undoable": my_undoable,
             "undo_until": my_undoable.created_at + undo_window if my_undoable else None,
+            **({} if my_undoable else _last_undo(user, item_id=item.pk)),
             "history": selectors.entity_history(event=item.event),
             "similar": selectors.similar_decided_events(event=item.event),
         },

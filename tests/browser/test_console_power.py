@@ -19,9 +19,11 @@ def test_keyboard_only_claim_decide_undo_and_next(alice, login):
         page.keyboard.press("Enter")
     assert item_id_of(page) == second.pk  # moved on to the next item
     assert Verdict.objects.get(item=first).reason == "known_benign"
-    page.goto(f"/items/{first.pk}/")
+    # "u" on the next item's page takes back the verdict just given, without going back to it.
+    assert page.locator("#undo-form").inner_text().startswith(f"Undo my verdict on item #{first.pk}")
     with page.expect_navigation():
-        page.keyboard.press("u")  # undo
+        page.keyboard.press("u")
+    assert item_id_of(page) == first.pk
     assert page.get_by_text("Your verdict on item").is_visible()
     assert not Label.objects.filter(event=first.event).exists()
     page.keyboard.press("a")

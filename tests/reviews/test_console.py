@@ -1,5 +1,7 @@
 """Console pages through Django's test client: who may see what, deciding, bounded queries."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 
@@ -131,3 +133,27 @@ def test_reason_codes_are_editable_in_the_django_admin_but_not_deletable(client,
     assert client.get("/admin/reviews/reasoncode/").status_code == 200
     assert client.get("/admin/reviews/reasoncode/1/delete/").status_code == 403
     assert client.get("/admin/reviews/auditentry/add/").status_code == 403
+
+
+def test_the_verdict_just_given_can_be_undone_from_the_next_pages(client, alice, bob, settings):
+    decided, following = ReviewItemFactory(priority=3.9), ReviewItemFactory(priority=3.1)
+    login(client, alice)
+    resp = client.post(
+        reverse("reviews:decide", args=[decided.pk]), {"verdict": "overturn", "reason": "known_benign", "then": "next"}
+    )
+    assert resp["Location"] == reverse("reviews:item", args=[following.pk])
+    verdict = Verdict.objects.get(item=decided)
+    undo_url = reverse("reviews:undo", args=[verdict.pk])
+    offer = f"Undo my verdict on item #{decided.pk}"
+    for page in (reverse("reviews:item", args=[following.pk]), reverse("reviews:queue")):
+        html = client.get(page).content.decode()
+        assert offer in html and f'action="{undo_url}" id="undo-form"' in html, page
+    client.logout()
+    login(client, bob)
+    assert offer not in client.get(reverse("reviews:queue")).content.decode()
+    client.logout()
+    login(client, alice)
+    Verdict.objects.filter(pk=verdict.pk).update(
+        created_at=verdict.created_at - timedelta(seconds=settings.SECAI_UNDO_SECONDS + 1)
+    )
+    assert offer not in client.get(reverse("reviews:item", args=[following.pk])).content.decode()
