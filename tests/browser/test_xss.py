@@ -55,3 +55,21 @@ def test_hostile_event_data_renders_as_text_on_queue_and_item_pages(alice, login
     submit_decision(page)
     assert_no_script_ran(page)
     assert messages_of(page, "success") == [f"Approved: item {item.pk} ({event.external_id}) is decided."]
+
+
+def test_long_unbroken_values_wrap_and_keep_the_decision_panel_on_screen(alice, login):
+    # A text attribute may hold 10,000 characters and an entity 200, with no space to break at.
+    event = EventFactory(
+        entity="x" * 200,
+        external_id="y" * 200,
+        attributes={"bytes": 10, "proto": "z" * 200, "admin": False, "note": "w" * 10_000},
+    )
+    item = ReviewItemFactory(event=event)
+    page = login(alice)
+    for url in ("/", f"/items/{item.pk}/"):
+        page.goto(url)
+        width = page.evaluate("document.documentElement.clientWidth")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, url
+    card = page.locator("#decision-card").bounding_box()
+    assert card["x"] + card["width"] <= page.viewport_size["width"]
+    assert page.locator("#score").is_visible()
