@@ -1,6 +1,8 @@
 """Small template helpers for the console."""
 
 from django import template
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
@@ -11,3 +13,24 @@ def get_item(mapping, key):
     if not isinstance(mapping, dict):
         return None
     return mapping.get(key)
+
+
+@register.filter(is_safe=True)
+def reveal(value) -> SafeString:
+    """Event data, escaped, with every invisible or layout-changing character shown as its code
+    point. Event data is attacker-controlled: a right-to-left override makes "gnp.exe" read as
+    "exe.png", and zero-width or non-breaking characters make two different entities look the
+    same to a reviewer."""
+    text = str(value)
+    if text.isprintable():
+        return escape(text)
+    out, run = [], []
+    for ch in text:
+        if ch.isprintable() or ch in " \n":
+            run.append(ch)
+            continue
+        out.append(escape("".join(run)))
+        run = []
+        out.append(format_html('<span class="ctl" title="invisible character U+{0}">U+{0}</span>', f"{ord(ch):04X}"))
+    out.append(escape("".join(run)))
+    return mark_safe("".join(out))  # every piece above is escaped
