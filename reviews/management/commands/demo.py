@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +39,16 @@ DATA = Path(settings.BASE_DIR) / "data" / "nsl-kdd"
 HISTORY = DATA / "KDDTrain+_20Percent.csv.gz"
 LIVE = DATA / "KDDTest+.csv.gz"
 NOT_ATTRIBUTES = {"label", "difficulty"}
+# A process that dies sooner than this after starting is failing to start, not crashing: it would
+# only fail again, so the demo stops and says where to look.
+RESTART_AFTER_SECONDS = 10.0
+
+
+@dataclass
+class Child:
+    argv: list[str]
+    process: subprocess.Popen
+    started: float
 
 
 class Command(BaseCommand):
@@ -50,7 +61,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="stop after streaming instead of serving")
 
     def handle(self, *args, **opts):
-        self.children: list[subprocess.Popen] = []
+        self.children: dict[str, Child] = {}
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             self._run(opts)
@@ -112,10 +123,7 @@ class Command(BaseCommand):
         self._summary(base, passwords, token, log_dir)
         if opts["no_serve"]:
             return
-        while all(child.poll() is None for child in self.children):
-            time.sleep(1)
-        dead = [c.args[3] if c.args[1] == "-m" else "web" for c in self.children if c.poll() is not None]
-        raise CommandError(f"a demo process stopped ({', '.join(dead)}); see {log_dir}")
+        self._supervise(log_dir)
 
     def _users(self) -> dict[str, str]:
         User = get_user_model()
@@ -156,22 +164,45 @@ class Command(BaseCommand):
         return source
 
     def _start(self, name: str, argv: list[str], log_dir: Path) -> None:
-        log = open(log_dir / f"{name}.log", "ab")
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "secai.settings.local")}
-        self.children.append(
-            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env, start_new_session=True)
-        )
-        self.stdout.write(f"started {name} (pid {self.children[-1].pid}, log {log_dir / (name + '.log')})")
+        with open(log_dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR, env=env, start_new_session=True
+            )
+        self.children[name] = Child(argv=argv, process=process, started=time.monotonic())
+        self.stdout.write(f"started {name} (pid {process.pid}, log {log_dir / (name + '.log')})")
+
+    def _supervise(self, log_dir: Path, *, rounds: int | None = None) -> None:
+        """Keep web, worker and beat running until interrupted: one that dies (a crash, an
+        out-of-memory kill, `kill -9`) is started again. Nothing is lost meanwhile: events and
+        claims are in the database, and the sweeper re-sends events whose scoring message died
+        with the worker. rounds bounds the loop for tests."""
+        while rounds is None or rounds > 0:
+            time.sleep(1)
+            for name, child in list(self.children.items()):
+                code = child.process.poll()
+                if code is None:
+                    continue
+                up = time.monotonic() - child.started
+                log = log_dir / f"{name}.log"
+                if up < RESTART_AFTER_SECONDS:
+                    raise CommandError(f"{name} stopped {up:.0f} s after it started (exit code {code}); see {log}")
+                self.stdout.write(
+                    self.style.WARNING(f"{name} stopped (exit code {code}) after {up:.0f} s; starting it again (log {log})")
+                )
+                self._start(name, child.argv, log_dir)
+            if rounds is not None:
+                rounds -= 1
 
     def _stop_children(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.terminate()
-        for child in self.children:
+        for child in self.children.values():
+            if child.process.poll() is None:
+                child.process.terminate()
+        for child in self.children.values():
             try:
-                child.wait(timeout=15)
+                child.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                child.kill()
+                child.process.kill()
 
     def _wait_ready(self, base: str) -> None:
         for _ in range(120):
