@@ -20,11 +20,11 @@ def reveal(value) -> SafeString:
     """Event data, escaped, with every invisible or layout-changing character shown as its code
     point. Event data is attacker-controlled: a right-to-left override makes "gnp.exe" read as
     "exe.png", and zero-width or non-breaking characters make two different entities look the
-    same to a reviewer."""
+    same to a reviewer. The span lets a long unbroken value wrap anywhere (see base.html)."""
     text = str(value)
     if text.isprintable():
-        return escape(text)
-    out, run = [], []
+        return format_html('<span class="v">{}</span>', text)
+    out, run = ['<span class="v">'], []
     for ch in text:
         if ch.isprintable() or ch in " \n":
             run.append(ch)
@@ -33,4 +33,5 @@ def reveal(value) -> SafeString:
         run = []
         out.append(format_html('<span class="ctl" title="invisible character U+{0}">U+{0}</span>', f"{ord(ch):04X}"))
     out.append(escape("".join(run)))
+    out.append("</span>")
     return mark_safe("".join(out))  # every piece above is escaped

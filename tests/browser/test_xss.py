@@ -48,7 +48,7 @@ def test_hostile_event_data_renders_as_text_on_queue_and_item_pages(alice, login
     assert attributes[IMG] == SCRIPT
     explanation = page.locator(".card", has_text="Why this score").inner_text()
     assert SCRIPT in explanation and IMG in explanation
-    assert page.get_by_text(event.entity, exact=True).is_visible()
+    assert page.get_by_text(event.entity, exact=True).first.is_visible()
 
     # The success message repeats the external id: messages are escaped too.
     fill_decision(page, verdict="Approve", reason="confirmed attack")

@@ -11,13 +11,13 @@ RLO, PDF, ZWSP, NBSP = "\u202e", "\u202c", "\u200b", "\u00a0"
 
 
 def test_reveal_escapes_and_names_invisible_characters():
-    assert reveal("<b>plain</b> text") == "&lt;b&gt;plain&lt;/b&gt; text"
+    assert reveal("<b>plain</b> text") == '<span class="v">&lt;b&gt;plain&lt;/b&gt; text</span>'
     shown = reveal(f"<i>{RLO}gnp.exe{PDF}")
     assert RLO not in shown and PDF not in shown
-    assert shown.startswith('&lt;i&gt;<span class="ctl" title="invisible character U+202E">U+202E</span>gnp.exe')
+    assert shown.startswith('<span class="v">&lt;i&gt;<span class="ctl" title="invisible character U+202E">U+202E</span>gnp.exe')
     assert ">U+200B<" in reveal(f"adm{ZWSP}in") and ">U+00A0<" in reveal(f"admin{NBSP}")
     assert ">U+E0041<" in reveal("hi\U000e0041")  # tag characters smuggle invisible text
-    assert reveal(42) == "42" and reveal(None) == "None"
+    assert reveal(42) == '<span class="v">42</span>' and reveal(None) == '<span class="v">None</span>'
 
 
 @pytest.mark.django_db
@@ -33,4 +33,4 @@ def test_queue_and_item_pages_show_a_right_to_left_override_instead_of_obeying_i
         html = client.get(url).content.decode()
         assert RLO not in html and ZWSP not in html, url
         assert 'user<span class="ctl" title="invisible character U+202E">U+202E</span>gnp.exe' in html, url
-    assert '<td class="mono">&lt;script&gt;x&lt;/script&gt;</td>' in html  # the item page's attributes
+    assert '<td class="mono"><span class="v">&lt;script&gt;x&lt;/script&gt;</span></td>' in html  # the item page's attributes
