@@ -203,11 +203,18 @@ def preview(
 
 
 def recommend(
-    data: TuningData, *, goal: str, costs: dict[str, float | None] | None = None, targets: dict[str, float | None] | None = None
+    data: TuningData,
+    *,
+    goal: str,
+    costs: dict[str, float | None] | None = None,
+    targets: dict[str, float | None] | None = None,
+    keep: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Recommended review and action thresholds, for goal "cost" (costs: "missed", "review" and a
-    false-positive cost per action; an action without a cost gets no threshold) or "targets"
-    (targets: "recall" for the review threshold and a precision per action)."""
+    false-positive cost per action) or "targets" (targets: "recall" for the review threshold and a
+    precision per action). An action given no cost or target, or whose target no threshold
+    reaches, keeps its threshold in `keep` (the current policy's) and is otherwise left out:
+    applying a recommendation must not drop an action the admin did not ask about."""
     s, p = data.scores, data.p
     curves: dict[str, Any] = {"grid": GRID}
     notes: list[str] = []
@@ -235,10 +242,17 @@ def recommend(
             if target is not None:
                 t = recommend_by_precision(s, p, target)
                 if t is None:
-                    notes.append(f"no threshold reaches {target:.0%} precision for {action}; it is left out")
+                    kept = f"it keeps {keep[action]}" if keep and action in keep else "it is left out"
+                    notes.append(f"no threshold reaches {target:.0%} precision for {action}; {kept}")
                 actions[action] = t
     else:
         raise ServiceError("goal must be cost or targets", field="goal")
+    given, what = (costs, "cost") if goal == "cost" else (targets, "target")
+    for action, current in (keep or {}).items():
+        if actions.get(action) is None:
+            actions[action] = current
+            if (given or {}).get(action) is None:
+                notes.append(f"{action} keeps its current threshold {current}: no {what} given")
     review, ordered, order_notes = order_thresholds(review, actions)
     return {"review_threshold": review, "thresholds": ordered, "notes": notes + order_notes, "curves": curves}
 
@@ -337,9 +351,9 @@ def tuning_run(
     admin's own) for one set of inputs. Reads only; applying goes through services.thresholds_apply."""
     data = tuning_data_build(source=source, days=days, now=now)
     policy = Policy.objects.get(source=source)
-    rec = recommend(data, goal=goal, costs=costs, targets=targets)
-    cost_terms = {k: float(v) for k, v in (costs or {}).items() if v is not None} if goal == "cost" else None
     current_review, current_actions = policy_current(policy)
+    rec = recommend(data, goal=goal, costs=costs, targets=targets, keep=current_actions)
+    cost_terms = {k: float(v) for k, v in (costs or {}).items() if v is not None} if goal == "cost" else None
     kw = {"audit_sample_rate": policy.audit_sample_rate, "costs": cost_terms}
     out: dict[str, Any] = {
         "data": data,

@@ -59,6 +59,19 @@ def test_recommendation_keeps_actions_at_or_above_review_and_ordered():
     assert targets["thresholds"] == {"deny": pytest.approx(0.8, abs=0.006)}
 
 
+def test_actions_without_a_cost_or_target_keep_their_current_threshold():
+    current = {"step_up": 0.5, "deny": 0.8}
+    # The page's defaults: costs of a missed threat and of a review only.
+    rec = tuning.recommend(data(), goal="cost", costs={"missed": 100, "review": 1}, keep=current)
+    assert rec["thresholds"] == {"step_up": 0.5, "deny": 0.8}
+    assert "step_up keeps its current threshold 0.5: no cost given" in rec["notes"]
+    only_step_up = tuning.recommend(data(), goal="cost", costs={"missed": 9, "review": 1, "step_up": 0.5}, keep=current)
+    assert set(only_step_up["thresholds"]) == {"step_up", "deny"} and only_step_up["thresholds"]["deny"] >= 0.8
+    unreachable = tuning.recommend(data(), goal="targets", targets={"recall": 0.75, "deny": 1.01}, keep=current)
+    assert unreachable["thresholds"]["deny"] == 0.8
+    assert "no threshold reaches 101% precision for deny; it keeps 0.8" in unreachable["notes"]
+
+
 def test_preview_counts_per_day():
     d = data(days=10, scale=2.0)  # each event stands for two; ten days
     p = tuning.preview(

@@ -46,7 +46,9 @@ def test_admin_tunes_previews_and_applies_thresholds(client, api, carol, live):
     rec = result["recommended"]
     # The recommendation minimises the expected cost it is asked to: it is no worse than the current policy.
     assert result["proposed"]["expected_cost_per_day"] <= result["current"]["expected_cost_per_day"]
-    assert set(rec["thresholds"]) == {"deny"} and rec["thresholds"]["deny"] >= rec["review_threshold"]
+    assert rec["thresholds"]["deny"] >= rec["review_threshold"]
+    # No cost was given for step-up: it keeps the policy's threshold (raised to the review threshold if need be).
+    assert rec["thresholds"]["step_up"] == max(0.5, rec["review_threshold"])
     data = resp.context["data"]
     assert data.events_total == 1500 and data.labels_in_sample_excluded == 0 and data.rescored == 0
     # The estimate of the threats the current policy missed, learnt from a 10% audit sample, is
