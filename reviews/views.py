@@ -152,8 +152,25 @@ def _safe_back(request) -> str:
     return reverse("reviews:queue")
 
 
-def _bulk_reason_choices():
-    return [(r.code, f"{r.label} ({r.applies_to})") for r in ReasonCode.objects.filter(active=True)]
+def _bulk_confirm_page(request, *, ids: list[int], too_many: bool, scope: str, verdict: str, reason: str, note: str):
+    items = list(ReviewItem.objects.filter(pk__in=ids).select_related("event", "source").order_by(*selectors.QUEUE_ORDER)[:20])
+    return render(
+        request,
+        "reviews/bulk_confirm.html",
+        {
+            "ids": ids,
+            "count": len(ids),
+            "too_many": too_many,
+            "max_bulk": settings.SECAI_MAX_BULK,
+            "scope": scope,
+            "items": items,
+            "verdict": verdict if verdict in VerdictChoice.values else "",
+            "reason": reason,
+            "note": note,
+            "reasons": ReasonCode.objects.filter(active=True),
+            "back": _safe_back(request),
+        },
+    )
 
 
 @reviewer_required
@@ -171,8 +188,10 @@ def bulk_decide(request):
         try:
             result = services.verdict_submit_bulk(item_ids=ids, reviewer=request.user, verdict=verdict, reason=reason, note=note)
         except services.ServiceError as exc:
-            messages.error(request, exc.message)
-            return redirect("reviews:queue")
+            # Back to the same confirmation, choices kept: the reviewer fixes the reason and confirms.
+            messages.error(request, f"Nothing was decided: {exc.message}.")
+            scope = request.POST.get("scope", "")[:200]
+            return _bulk_confirm_page(request, ids=ids, too_many=False, scope=scope, verdict=verdict, reason=reason, note=note)
         text = f"Bulk {verdict}: {result.decided} item(s) decided"
         if result.first_opinions:
             text += f", {result.first_opinions} waiting for a second opinion"
@@ -191,24 +210,8 @@ def bulk_decide(request):
         ids = list(qs.order_by(*selectors.QUEUE_ORDER).values_list("pk", flat=True)[: settings.SECAI_MAX_BULK + 1])
         scope = "the open items matching the filters"
     too_many = len(ids) > settings.SECAI_MAX_BULK
-    ids = ids[: settings.SECAI_MAX_BULK]
-    items = list(ReviewItem.objects.filter(pk__in=ids).select_related("event", "source").order_by(*selectors.QUEUE_ORDER)[:20])
-    return render(
-        request,
-        "reviews/bulk_confirm.html",
-        {
-            "ids": ids,
-            "count": len(ids),
-            "too_many": too_many,
-            "max_bulk": settings.SECAI_MAX_BULK,
-            "scope": scope,
-            "items": items,
-            "verdict": verdict if verdict in VerdictChoice.values else "",
-            "reason": reason,
-            "note": note,
-            "reasons": _bulk_reason_choices(),
-            "back": _safe_back(request),
-        },
+    return _bulk_confirm_page(
+        request, ids=ids[: settings.SECAI_MAX_BULK], too_many=too_many, scope=scope, verdict=verdict, reason=reason, note=note
     )
 
 
@@ -222,7 +225,6 @@ def clusters(request):
             "clusters": selectors.open_item_clusters(filters=filters)[:50],
             "filters": filters,
             "query": filters.as_query(),
-            "reasons": _bulk_reason_choices(),
         },
     )
 

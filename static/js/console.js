@@ -14,10 +14,11 @@
     var radio = document.querySelector('#decision-form input[name=verdict][value=' + value + ']');
     if (!radio) return;
     radio.checked = true;
-    filterReasons(value);
+    filterReasons(radio.form, value);
   }
-  function filterReasons(verdict) {
-    var select = document.getElementById("id_reason");
+  // Offer only the reasons that fit the chosen verdict (the item page and the bulk confirmation).
+  function filterReasons(form, verdict) {
+    var select = form && form.querySelector("select[name=reason]");
     if (!select) return;
     Array.prototype.forEach.call(select.options, function (opt) {
       var applies = opt.getAttribute("data-applies");
@@ -41,7 +42,11 @@
     rows[cursor].scrollIntoView({ block: "nearest" });
   }
   document.addEventListener("change", function (e) {
-    if (e.target && e.target.name === "verdict" && e.target.closest("#decision-form")) filterReasons(e.target.value);
+    if (e.target && e.target.name === "verdict" && e.target.form) filterReasons(e.target.form, e.target.value);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var chosen = document.querySelector("#bulk-confirm-form select[name=verdict]");
+    if (chosen) filterReasons(chosen.form, chosen.value);
   });
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || typing(e)) return;

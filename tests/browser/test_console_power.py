@@ -46,6 +46,8 @@ def test_bulk_decision_over_a_filter_confirms_the_count(alice, login):
         page.locator("#bulk-start").click()
     assert "4 items will be overturned" in page.locator("#bulk-count").inner_text()
     assert not Verdict.objects.exists()  # nothing changes before the confirmation
+    offered = page.locator("#bulk-confirm-form select[name=reason] option:not([hidden])").all_inner_texts()
+    assert "known benign activity" in offered and "confirmed attack" not in offered  # only reasons for an overturn
     page.get_by_label("Reason").select_option("known_benign")
     with page.expect_navigation():
         page.locator("#bulk-confirm").click()

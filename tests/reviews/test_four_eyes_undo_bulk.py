@@ -190,6 +190,23 @@ def test_bulk_in_the_console_confirms_the_count_then_decides(client, alice):
     assert Verdict.objects.count() == 3 and ReviewItem.objects.get(pk=other.pk).state == "open"
 
 
+def test_a_refused_bulk_confirmation_stays_on_the_same_items_and_decides_nothing(client, alice):
+    items = [ReviewItemFactory(event=EventFactory(entity="scanner-7")) for _ in range(3)]
+    client.login(username="alice", password=PASSWORD)
+    ids = [str(i.pk) for i in items]
+    back = reverse("reviews:queue") + "?entity=scanner-7"
+    refused = client.post(
+        reverse("reviews:bulk"),
+        {"confirm": "yes", "ids": ids, "verdict": "overturn", "reason": "confirmed_attack", "back": back, "scope": "scanners"},
+    )
+    assert refused.status_code == 200 and not Verdict.objects.exists()
+    html = refused.content.decode()
+    assert "Nothing was decided: reason must be one of" in html
+    assert "3 items</strong> will be overturned (false positives): scanners." in html
+    assert [str(i) for i in refused.context["ids"]] == ids and refused.context["back"] == back
+    assert 'data-applies="approve" selected' in html  # the choice is kept; the page's script hides it for an overturn
+
+
 def test_item_page_shows_history_and_similar_decisions(client, alice, bob):
     src = SourceFactory()
     old = ReviewItemFactory(event=EventFactory(source=src, entity="10.1.1.1", external_id="old-1"))
