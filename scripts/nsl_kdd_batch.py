@@ -27,10 +27,11 @@ def main() -> None:
     parser.add_argument("--prefix", default="curl", help="external_id prefix (the same prefix and rows give the same ids)")
     args = parser.parse_args()
     schema = infer_schema(HISTORY, {"label", "difficulty"})
+    # Row n of the file occurs at start + n seconds: the last row printed occurs now, not hours ahead.
     layout = nsl_kdd_layout(
         schema,
         id_prefix=args.prefix,
-        start=datetime.now(UTC) - timedelta(minutes=30),
+        start=datetime.now(UTC) - timedelta(seconds=args.offset + args.count),
         spacing=timedelta(seconds=1),
         labelled=False,
     )
