@@ -32,7 +32,7 @@ from reviews.choices import EventStatus
 from reviews.csv_import import infer_schema, nsl_kdd_layout, read_events
 from reviews.models import Event, ReviewItem, Source
 from reviews.roles import ADMINS, API_CLIENTS, REVIEWERS
-from reviews.services import source_create
+from reviews.services import policy_update, source_create
 
 SOURCE = "nsl-kdd"
 DATA = Path(settings.BASE_DIR) / "data" / "nsl-kdd"
@@ -42,6 +42,7 @@ NOT_ATTRIBUTES = {"label", "difficulty"}
 # A process that dies sooner than this after starting is failing to start, not crashing: it would
 # only fail again, so the demo stops and says where to look.
 RESTART_AFTER_SECONDS = 10.0
+DEMO_AUDIT_SAMPLE_RATE = 0.02
 
 
 @dataclass
@@ -161,6 +162,9 @@ class Command(BaseCommand):
                 schema=infer_schema(HISTORY, NOT_ATTRIBUTES),
                 description="NSL-KDD network connection records (Tavallaee et al. 2009)",
             )
+            # A few events below the review threshold go to reviewers as audit samples, so the
+            # monitoring page's missed-threat estimate has something to show.
+            policy_update(policy=source.policy, actor=None, audit_sample_rate=DEMO_AUDIT_SAMPLE_RATE)
         return source
 
     def _start(self, name: str, argv: list[str], log_dir: Path) -> None:
