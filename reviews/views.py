@@ -275,7 +275,10 @@ def item_decide(request, pk: int):
         messages.error(request, f"Your decision was not recorded. {exc.message}")
         return redirect("reviews:item", pk=pk)
     item.refresh_from_db()
-    word = "Approved" if verdict.verdict == "approve" else "Overturned"
+    if item.kind == ItemKind.AUDIT_SAMPLE:
+        word = "Threat" if verdict.verdict == VerdictChoice.APPROVE else "Not a threat"
+    else:
+        word = "Approved" if verdict.verdict == VerdictChoice.APPROVE else "Overturned"
     if item.state == ReviewState.DECIDED:
         messages.success(request, f"{word}: item {item.pk} ({item.event.external_id}) is decided.")
     elif item.state == ReviewState.ESCALATED:

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from reviews.models import Verdict
+from reviews.models import Label, Verdict
 from tests.conftest import PASSWORD
 from tests.factories import EventFactory, ReviewItemFactory
 
@@ -157,3 +157,20 @@ def test_the_verdict_just_given_can_be_undone_from_the_next_pages(client, alice,
         created_at=verdict.created_at - timedelta(seconds=settings.SECAI_UNDO_SECONDS + 1)
     )
     assert offer not in client.get(reverse("reviews:item", args=[following.pk])).content.decode()
+
+
+def test_an_audit_sample_asks_threat_or_not_rather_than_approve_the_allow(client, alice):
+    # The proposed action of an audit sample is "allow"; "approve: the proposed action is right"
+    # would read as "benign" while it records a threat.
+    item = ReviewItemFactory(kind="audit_sample", proposed_action="allow", event=EventFactory(proposed_action="allow", score=0.1))
+    login(client, alice)
+    html = client.get(reverse("reviews:item", args=[item.pk])).content.decode()
+    assert '<input type="radio" name="verdict" value="approve" required> <strong>Threat</strong>: the model missed it' in html
+    assert '<input type="radio" name="verdict" value="overturn"> <strong>Not a threat</strong>' in html
+    assert "the proposed action is right" not in html
+    done = client.post(
+        reverse("reviews:decide", args=[item.pk]), {"verdict": "approve", "reason": "confirmed_attack"}, follow=True
+    )
+    assert f"Threat: item {item.pk}" in done.content.decode()
+    label = Label.objects.get(event=item.event)
+    assert label.is_threat is True and label.origin == "audit_sample"
