@@ -90,6 +90,8 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "id",
             "source",
             "state",
+            "kind",
+            "required_verdicts",
             "proposed_action",
             "score",
             "priority",

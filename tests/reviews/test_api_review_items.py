@@ -78,3 +78,13 @@ def test_claim_release_and_detail_work_in_any_state(api, alice):
     assert api(alice).get(f"/api/v1/review-items/{item.pk}/").json()["claimed_by"] == "alice"
     released = api(alice).post(f"/api/v1/review-items/{item.pk}/release/")
     assert released.status_code == 200 and released.json()["state"] == "open"
+
+
+def test_an_item_says_whether_it_is_an_audit_sample_and_how_many_verdicts_it_needs(api, alice):
+    # An API reviewer needs both to answer correctly: approving an audit sample means "a threat the
+    # model missed", and an item needing two verdicts is not decided by the first.
+    audit = ReviewItemFactory(kind="audit_sample", proposed_action="allow", priority=3.9)
+    four_eyes = ReviewItemFactory(required_verdicts=2, priority=3.1)
+    got = {i["id"]: i for i in api(alice).get("/api/v1/review-items/").json()["results"]}
+    assert (got[audit.pk]["kind"], got[audit.pk]["required_verdicts"]) == ("audit_sample", 1)
+    assert (got[four_eyes.pk]["kind"], got[four_eyes.pk]["required_verdicts"]) == ("flagged", 2)
