@@ -2,6 +2,7 @@
 (they change only through the services); the audit trail can be read, never changed."""
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
 from reviews import roles, services
 from reviews.models import AuditEntry, Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
@@ -45,7 +46,14 @@ class ReadOnlyAdmin(RoleAdmin):
 class SourceAdmin(RoleAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
-    filter_horizontal = ["api_clients"]
+    filter_horizontal = ["api_clients", "reviewers"]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Offer only the users who hold the role the list is for; admins see every source anyway.
+        group = {"reviewers": roles.REVIEWERS, "api_clients": roles.API_CLIENTS}.get(db_field.name)
+        if group:
+            kwargs["queryset"] = get_user_model().objects.filter(groups__name=group).order_by("username")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 @admin.register(ReasonCode)

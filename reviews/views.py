@@ -45,7 +45,7 @@ admin_required = _role_required(roles.is_admin, "admin")
 @reviewer_required
 def queue(request):
     filters = selectors.QueueFilters.from_query(request.GET)
-    rows, next_cursor = selectors.review_queue_page(filters=filters, after=request.GET.get("after", ""))
+    rows, next_cursor = selectors.review_queue_page(filters=filters, viewer=request.user, after=request.GET.get("after", ""))
     context = {
         "rows": rows,
         "next_cursor": next_cursor,
@@ -57,11 +57,11 @@ def queue(request):
         return render(request, "reviews/partials/_queue_rows.html", context)  # "load more" appends rows
     context.update(
         {
-            "counts": selectors.review_queue_counts(filters=filters),
+            "counts": selectors.review_queue_counts(filters=filters, viewer=request.user),
             "states": ["open", "claimed", "active", "escalated", "decided", "all"],
             "actions": Action.choices,
             "kinds": ItemKind.choices,
-            "sources": Source.objects.order_by("name"),
+            "sources": selectors.sources_reviewable(user=request.user).order_by("name"),
         }
     )
     if request.htmx:
@@ -72,7 +72,7 @@ def queue(request):
 @reviewer_required
 @require_POST
 def claim_next(request):
-    source = Source.objects.filter(name=request.POST.get("source", "")).first()
+    source = selectors.sources_reviewable(user=request.user).filter(name=request.POST.get("source", "")).first()
     item = services.review_item_claim_next(reviewer=request.user, source=source)
     if item is None:
         messages.info(request, "The queue is empty: nothing is waiting for review.")
@@ -82,7 +82,7 @@ def claim_next(request):
 
 @reviewer_required
 def item_detail(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     verdicts = list(item.verdicts.select_related("reviewer").order_by("created_at"))
     live = [v for v in verdicts if v.undone_at is None]
     audit = AuditEntry.objects.filter(object_type="reviews.reviewitem", object_id=str(item.pk)).order_by("created_at")
@@ -124,7 +124,8 @@ def item_detail(request, pk: int):
 @reviewer_required
 @require_POST
 def verdict_undo(request, pk: int):
-    verdict = get_object_or_404(Verdict.objects.select_related("item"), pk=pk)
+    visible = selectors.scoped_to_reviewer(Verdict.objects.all(), viewer=request.user, field="item__source_id")
+    verdict = get_object_or_404(visible.select_related("item"), pk=pk)
     try:
         item = services.verdict_undo(verdict=verdict, reviewer=request.user)
     except services.ItemConflict as exc:
@@ -172,17 +173,30 @@ def bulk_decide(request):
         return redirect(_safe_back(request))
     if request.POST.get("cluster"):
         filters = selectors.QueueFilters.from_query(request.POST)
-        cluster = next((c for c in selectors.open_item_clusters(filters=filters) if c["key"] == request.POST["cluster"]), None)
+        cluster = next(
+            (
+                c
+                for c in selectors.open_item_clusters(filters=filters, viewer=request.user)
+                if c["key"] == request.POST["cluster"]
+            ),
+            None,
+        )
         ids = cluster["ids"] if cluster else []
         scope = f"cluster {request.POST['cluster']}"
     else:
         filters = selectors.QueueFilters.from_query(request.POST)
-        qs = selectors.review_queue_filtered(filters=selectors.QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}))
+        qs = selectors.review_queue_filtered(
+            filters=selectors.QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}), viewer=request.user
+        )
         ids = list(qs.order_by(*selectors.QUEUE_ORDER).values_list("pk", flat=True)[: settings.SECAI_MAX_BULK + 1])
         scope = "the open items matching the filters"
     too_many = len(ids) > settings.SECAI_MAX_BULK
     ids = ids[: settings.SECAI_MAX_BULK]
-    items = list(ReviewItem.objects.filter(pk__in=ids).select_related("event", "source").order_by(*selectors.QUEUE_ORDER)[:20])
+    items = list(
+        selectors.scoped_to_reviewer(ReviewItem.objects.filter(pk__in=ids), viewer=request.user)
+        .select_related("event", "source")
+        .order_by(*selectors.QUEUE_ORDER)[:20]
+    )
     return render(
         request,
         "reviews/bulk_confirm.html",
@@ -209,7 +223,7 @@ def clusters(request):
         request,
         "reviews/clusters.html",
         {
-            "clusters": selectors.open_item_clusters(filters=filters)[:50],
+            "clusters": selectors.open_item_clusters(filters=filters, viewer=request.user)[:50],
             "filters": filters,
             "query": filters.as_query(),
             "reasons": _bulk_reason_choices(),
@@ -220,7 +234,7 @@ def clusters(request):
 @reviewer_required
 @require_POST
 def item_claim(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     try:
         services.review_item_claim(item=item, reviewer=request.user)
         messages.success(request, "You hold this item now.")
@@ -232,7 +246,7 @@ def item_claim(request, pk: int):
 @reviewer_required
 @require_POST
 def item_release(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     try:
         services.review_item_release(item=item, reviewer=request.user)
         messages.success(request, "Released: the item is back in the queue.")
@@ -244,7 +258,7 @@ def item_release(request, pk: int):
 @reviewer_required
 @require_POST
 def item_decide(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     form = DecisionForm(request.POST)
     if not form.is_valid():
         messages.error(

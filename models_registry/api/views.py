@@ -22,6 +22,7 @@ from models_registry.tasks import training_request
 from models_registry.views import export_response
 from reviews.api.permissions import IsAdmin, IsReviewer
 from reviews.models import Source
+from reviews.selectors import scoped_to_reviewer
 
 
 @extend_schema(parameters=[OpenApiParameter("source", str)])
@@ -40,6 +41,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
 
     def get_queryset(self):
         qs = ModelVersion.objects.select_related("source").order_by("-created_at", "-id")
+        qs = scoped_to_reviewer(qs, viewer=self.request.user)  # a reviewer sees the models of the sources they review
         if self.request.query_params.get("source"):
             qs = qs.filter(source__name=self.request.query_params["source"])
         return qs

@@ -1,9 +1,11 @@
 """Input and output serializers of the review API."""
 
+from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from reviews.choices import Action, VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
+from reviews.roles import REVIEWERS
 
 
 class EventInSerializer(serializers.Serializer):
@@ -138,10 +140,19 @@ class VerdictOutSerializer(serializers.Serializer):
 
 class SourceSerializer(serializers.ModelSerializer):
     schema = serializers.DictField(child=serializers.ChoiceField(choices=AttributeType.choices))
+    # Who reviews the new source (usernames of reviewers). Write-only: API clients read sources
+    # too and have no business knowing who reviews them; admins see assignments in the admin.
+    reviewers = serializers.SlugRelatedField(
+        many=True,
+        slug_field="username",
+        queryset=get_user_model().objects.filter(groups__name=REVIEWERS),
+        required=False,
+        write_only=True,
+    )
 
     class Meta:
         model = Source
-        fields = ["id", "name", "description", "schema", "created_at"]
+        fields = ["id", "name", "description", "schema", "created_at", "reviewers"]
         read_only_fields = ["id", "created_at"]
 
     def validate_schema(self, value: dict) -> dict:
