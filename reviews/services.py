@@ -90,6 +90,24 @@ def policy_update(*, policy: Policy, actor, **changes: Any) -> Policy:
     return policy
 
 
+def login_lockouts_clear(*, attempt_ids: list[int], actor) -> int:
+    """Unlock username/address pairs that django-axes locked after failed logins (its attempt rows
+    are the lock). Each unlock is on the audit trail."""
+    from axes.models import AccessAttempt
+
+    with transaction.atomic():
+        attempts = list(AccessAttempt.objects.select_for_update().filter(pk__in=attempt_ids))
+        for attempt in attempts:
+            audit_record(
+                actor=actor,
+                verb="login.unlock",
+                obj=attempt,
+                before={"username": attempt.username, "ip_address": attempt.ip_address, "failures": attempt.failures_since_start},
+            )
+        AccessAttempt.objects.filter(pk__in=[a.pk for a in attempts]).delete()
+    return len(attempts)
+
+
 # ---------------------------------------------------------------- ingestion
 
 

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from reviews.choices import Action, VerdictChoice
+from reviews.choices import THRESHOLD_ACTIONS, VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
 from reviews.roles import REVIEWERS
 
@@ -165,7 +165,7 @@ class SourceSerializer(serializers.ModelSerializer):
 
 
 class ThresholdSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW])
+    action = serializers.ChoiceField(choices=THRESHOLD_ACTIONS)
     min_score = serializers.FloatField(min_value=0.0, max_value=1.0)
 
 
@@ -174,9 +174,7 @@ class PolicySerializer(serializers.ModelSerializer):
     thresholds = ThresholdSerializer(many=True)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)
     audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0)
-    four_eyes_actions = serializers.ListField(
-        child=serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW])
-    )
+    four_eyes_actions = serializers.ListField(child=serializers.ChoiceField(choices=THRESHOLD_ACTIONS))
 
     class Meta:
         model = Policy
