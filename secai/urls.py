@@ -11,7 +11,10 @@ from reviews.api.audit import AuditEntryViewSet
 from reviews.api.views import EventViewSet, ReasonCodeViewSet, ReviewItemBulkApi, ReviewItemViewSet, SourceViewSet, VerdictUndoApi
 from secai import health
 
+# No ".json" URL variants: JSON is the only format, and actions without a format argument
+# answered them with a 500.
 router = DefaultRouter(trailing_slash=True)
+router.include_format_suffixes = False
 router.register("events", EventViewSet, basename="event")
 router.register("review-items", ReviewItemViewSet, basename="review-item")
 router.register("sources", SourceViewSet, basename="source")

@@ -61,6 +61,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # lockouts are still logged as warnings; successful logins are not
 AXES_ENABLE_ADMIN = False  # reviews.admin registers role-checked, audited pages instead
 
 ROOT_URLCONF = "secai.urls"
