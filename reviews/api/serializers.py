@@ -6,6 +6,7 @@ from rest_framework import serializers
 from reviews.choices import THRESHOLD_ACTIONS, VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
 from reviews.roles import REVIEWERS
+from secai.serializers import RefuseUnknownFields
 
 
 class EventInSerializer(serializers.Serializer):
@@ -103,7 +104,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
         ]
 
 
-class DecisionInSerializer(serializers.Serializer):
+class DecisionInSerializer(RefuseUnknownFields, serializers.Serializer):
     verdict = serializers.ChoiceField(choices=VerdictChoice.choices)
     reason = serializers.CharField(max_length=32, help_text="an active reason code (GET /api/v1/reason-codes/)")
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
@@ -138,7 +139,7 @@ class VerdictOutSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class SourceSerializer(serializers.ModelSerializer):
+class SourceSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     schema = serializers.DictField(child=serializers.ChoiceField(choices=AttributeType.choices))
     # Who reviews the new source (usernames of reviewers). Write-only: API clients read sources
     # too and have no business knowing who reviews them; admins see assignments in the admin.
@@ -169,7 +170,7 @@ class ThresholdSerializer(serializers.Serializer):
     min_score = serializers.FloatField(min_value=0.0, max_value=1.0)
 
 
-class PolicySerializer(serializers.ModelSerializer):
+class PolicySerializer(RefuseUnknownFields, serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
     thresholds = ThresholdSerializer(many=True)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)

@@ -154,7 +154,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 
 class BulkDecisionInSerializer(s.DecisionInSerializer):
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=500)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=500)
 
 
 class BulkDecisionOutSerializer(serializers.Serializer):
