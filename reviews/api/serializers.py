@@ -84,7 +84,7 @@ class EventSerializer(serializers.ModelSerializer):
 
 class ReviewItemSerializer(serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     event = EventSerializer(read_only=True)
 
     class Meta:

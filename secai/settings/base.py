@@ -135,6 +135,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"ThresholdActionEnum": "reviews.choices.THRESHOLD_ACTIONS"},
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "secai.openapi.document_errors"],
 }
 
 # Caches. "default" is per process (the queue's filter counts, reused for 10 s). "shared" holds the
