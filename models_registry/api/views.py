@@ -23,6 +23,7 @@ from models_registry.views import export_response
 from reviews.api.permissions import IsAdmin, IsReviewer
 from reviews.models import Source
 from reviews.selectors import scoped_to_reviewer
+from secai.api import takes_no_body
 
 
 @extend_schema(parameters=[OpenApiParameter("source", str)])
@@ -69,6 +70,7 @@ class RetrainApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(request=None, responses={202: ModelVersionSerializer})
+    @takes_no_body
     def post(self, request, name: str):
         source = get_object_or_404(Source, name=name)
         model = training_request(source=source, triggered_by=request.user.get_username(), actor=request.user)
@@ -116,6 +118,7 @@ class MonitoringApi(APIView):
         return Response(MonitoringSnapshotSerializer(selectors.monitoring_history(source=source, limit=limit), many=True).data)
 
     @extend_schema(request=None, responses={201: MonitoringSnapshotSerializer})
+    @takes_no_body
     def post(self, request, name: str):
         source = get_object_or_404(Source, name=name)
         snapshot = monitoring.monitoring_snapshot_create(source=source)

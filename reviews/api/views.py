@@ -19,6 +19,7 @@ from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsR
 from reviews.choices import EventStatus, ReviewState
 from reviews.models import ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import FieldError
+from secai.api import takes_no_body
 
 
 class IdCursorPagination(CursorPagination):
@@ -122,6 +123,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer, 204: None})
     @action(detail=False, methods=["post"], url_path="claim-next")
+    @takes_no_body
     def claim_next(self, request):
         source = None
         if request.query_params.get("source"):
@@ -133,12 +135,14 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def claim(self, request, pk=None):
         item = services.review_item_claim(item=self.get_object(), reviewer=request.user)
         return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def release(self, request, pk=None):
         item = services.review_item_release(item=self.get_object(), reviewer=request.user)
         return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
@@ -185,6 +189,7 @@ class VerdictUndoApi(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
+    @takes_no_body
     def post(self, request, pk: int):
         visible = selectors.scoped_to_reviewer(Verdict.objects.all(), viewer=request.user, field="item__source_id")
         verdict = get_object_or_404(visible, pk=pk)
