@@ -24,6 +24,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECAI_RETRAIN_AFTER_VERDICTS = 0
 # Tests make hundreds of API calls per token in seconds (the schema fuzzer most of all); the rate
 # limit has its own tests, which set a low rate.
-SECAI_API_RATE = "off"
+SECAI_API_RATE = os.environ.get("SECAI_API_RATE", "off")
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns when it is missing)
