@@ -128,7 +128,7 @@ def verdict_undo(request, pk: int):
     verdict = get_object_or_404(visible.select_related("item"), pk=pk)
     try:
         item = services.verdict_undo(verdict=verdict, reviewer=request.user)
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, f"Not undone. {exc.message}")
         return redirect("reviews:item", pk=verdict.item_id)
     messages.success(request, f"Your verdict on item {item.pk} is undone; the item is yours to decide again.")
@@ -238,7 +238,7 @@ def item_claim(request, pk: int):
     try:
         services.review_item_claim(item=item, reviewer=request.user)
         messages.success(request, "You hold this item now.")
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, exc.message)
     return redirect("reviews:item", pk=pk)
 
@@ -250,7 +250,7 @@ def item_release(request, pk: int):
     try:
         services.review_item_release(item=item, reviewer=request.user)
         messages.success(request, "Released: the item is back in the queue.")
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, exc.message)
     return redirect("reviews:queue")
 
@@ -273,7 +273,7 @@ def item_decide(request, pk: int):
             reason=form.cleaned_data["reason"],
             note=form.cleaned_data["note"],
         )
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, f"Your decision was not recorded. {exc.message}")
         return redirect("reviews:item", pk=pk)
     item.refresh_from_db()

@@ -179,3 +179,18 @@ class ContentSecurityPolicyMiddleware:
         if response.get("Content-Type", "").startswith("text/html"):
             response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+def client_address(request) -> str | None:
+    """The client's address: REMOTE_ADDR, or behind SECAI_PROXY_COUNT proxies the X-Forwarded-For
+    entry that many places from the right. Entries further left were written by the client and
+    prove nothing."""
+    from django.conf import settings
+
+    proxies = settings.SECAI_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies > 0 and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if len(hops) >= proxies:
+            return hops[-proxies]
+    return request.META.get("REMOTE_ADDR")

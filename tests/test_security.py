@@ -147,6 +147,29 @@ def test_repeated_wrong_passwords_lock_the_login_with_a_clear_message(alice, set
 
 
 @pytest.mark.django_db
+def test_forwarded_for_counts_only_behind_the_configured_proxies(alice, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    client = Client()
+
+    def attempt(forwarded: str, password: str = "wrong"):
+        return client.post(
+            "/login/", {"username": "alice", "password": password}, REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=forwarded
+        )
+
+    # no proxy configured: the header is ignored, rotating it does not escape the lock
+    attempt("1.1.1.1")
+    attempt("2.2.2.2")
+    assert attempt("3.3.3.3", PASSWORD).status_code == 429
+    # behind one proxy: the address the proxy appended is the client's; what the client wrote
+    # before it is not
+    settings.SECAI_PROXY_COUNT = 1
+    attempt("6.6.6.6, 5.5.5.5")
+    attempt("7.7.7.7, 5.5.5.5")
+    assert attempt("8.8.8.8, 5.5.5.5", PASSWORD).status_code == 429
+    assert attempt("5.5.5.5, 4.4.4.4", PASSWORD).status_code == 302  # another client behind the proxy
+
+
+@pytest.mark.django_db
 def test_a_successful_login_resets_the_count(alice, settings):
     settings.AXES_FAILURE_LIMIT = 3
     client = Client()

@@ -49,10 +49,16 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The client's address, for login lockouts and anonymous rate limits. Behind SECAI_PROXY_COUNT
+# reverse proxies that each append to X-Forwarded-For, it is the entry that many places from the
+# right (what the outermost trusted proxy saw); without proxies it is REMOTE_ADDR, and the header
+# is ignored, since a client could rotate it to escape the limits.
+SECAI_PROXY_COUNT = env_int("SECAI_PROXY_COUNT", 0)
+
 # Login attempts (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
 # address, that pair is locked out for the cool-off time. The pair, not the username alone, so a
-# stranger cannot lock a reviewer out from everywhere. The address is REMOTE_ADDR: headers such as
-# X-Forwarded-For are not trusted (a client could rotate them to escape the limit).
+# stranger cannot lock a reviewer out from everywhere.
+AXES_CLIENT_IP_CALLABLE = "secai.http.client_address"
 AUTHENTICATION_BACKENDS = ["secai.auth.LoginAttemptsBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("SECAI_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("SECAI_LOGIN_LOCKOUT_MINUTES", 15))
@@ -122,6 +128,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["secai.http.StrictJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["secai.throttling.TokenRateThrottle"],
+    "NUM_PROXIES": env_int("SECAI_PROXY_COUNT", 0) or None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "secai.api.exception_handler",
 }
