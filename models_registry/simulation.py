@@ -403,6 +403,7 @@ class Simulation:
         self.reviewers, client, self.token = self._users()
         self.source = source_create(name=config.source, schema=self.data.schema, description="simulation")
         self.source.api_clients.add(client)
+        self.source.reviewers.add(*self.reviewers)
         self.policy = policy_update(
             policy=Policy.objects.get(source=self.source), actor=None, audit_sample_rate=config.audit_rate
         )

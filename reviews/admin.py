@@ -1,7 +1,9 @@
 """Django admin: sources and policies are editable; events, items and verdicts are read-only here
 (they change only through the services); the audit trail can be read, never changed."""
 
+from axes.models import AccessAttempt, AccessLog
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
 from reviews import roles, services
 from reviews.models import AuditEntry, Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
@@ -45,7 +47,14 @@ class ReadOnlyAdmin(RoleAdmin):
 class SourceAdmin(RoleAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
-    filter_horizontal = ["api_clients"]
+    filter_horizontal = ["api_clients", "reviewers"]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Offer only the users who hold the role the list is for; admins see every source anyway.
+        group = {"reviewers": roles.REVIEWERS, "api_clients": roles.API_CLIENTS}.get(db_field.name)
+        if group:
+            kwargs["queryset"] = get_user_model().objects.filter(groups__name=group).order_by("username")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 @admin.register(ReasonCode)
@@ -112,3 +121,24 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor_label", "verb", "object_type", "object_id"]
     list_filter = ["verb"]
     search_fields = ["actor_label", "object_id"]
+
+
+@admin.register(AccessAttempt)
+class LoginAttemptAdmin(ReadOnlyAdmin):
+    """Failed logins per username and address (django-axes). A pair at the failure limit is locked
+    out for the cool-off time; "Unlock" ends that early, on the audit trail."""
+
+    list_display = ["username", "ip_address", "failures_since_start", "attempt_time", "path_info"]
+    search_fields = ["username", "ip_address"]
+    actions = ["unlock"]
+
+    @admin.action(description="Unlock the selected username and address pairs")
+    def unlock(self, request, queryset):
+        count = services.login_lockouts_clear(attempt_ids=list(queryset.values_list("pk", flat=True)), actor=request.user)
+        self.message_user(request, f"{count} login lock(s) removed.")
+
+
+@admin.register(AccessLog)
+class LoginLogAdmin(ReadOnlyAdmin):
+    list_display = ["username", "ip_address", "attempt_time", "logout_time", "path_info"]
+    search_fields = ["username", "ip_address"]

@@ -26,6 +26,13 @@ class Source(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # API clients (users in the api_clients group) allowed to submit to and read this source.
     api_clients = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="submit_sources")
+    # Reviewers who see and decide this source's items. Admins see every source without being listed.
+    reviewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="review_sources",
+        help_text="Reviewers who may see and decide this source's review items. Admins see every source.",
+    )
 
     def __str__(self) -> str:
         return self.name

@@ -36,3 +36,14 @@ def may_submit_to(user, source) -> bool:
     if is_admin(user):
         return True
     return is_api_client(user) and source.api_clients.filter(pk=user.pk).exists()
+
+
+def may_review(user, source_id: int) -> bool:
+    """Admins review every source; a reviewer only the sources they are assigned to."""
+    if is_admin(user):
+        return True
+    if not is_reviewer(user):
+        return False
+    from reviews.models import Source
+
+    return Source.reviewers.through.objects.filter(source_id=source_id, user_id=user.pk).exists()

@@ -19,14 +19,50 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from reviews import roles
 from reviews.choices import Action, ItemKind, ReviewState
 from reviews.models import Event, ReviewItem, Source, Verdict
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
 
 
-def review_queue(*, state: str | None = ReviewState.OPEN, source: Source | None = None) -> QuerySet[ReviewItem]:
+def sources_reviewable(*, user) -> QuerySet[Source]:
+    """The sources whose review items a user may see and decide: all of them for admins, the
+    assigned ones for reviewers, none for anyone else."""
+    if roles.is_admin(user):
+        return Source.objects.all()
+    if not roles.is_reviewer(user):
+        return Source.objects.none()
+    return Source.objects.filter(reviewers=user)
+
+
+def sources_readable(*, user) -> QuerySet[Source]:
+    """The sources whose events a user may read: the ones they review plus, for an API client,
+    the ones it submits to."""
+    if roles.is_admin(user):
+        return Source.objects.all()
+    q = Q(pk__in=[])
+    if roles.is_reviewer(user):
+        q |= Q(reviewers=user)
+    if roles.is_api_client(user):
+        q |= Q(api_clients=user)
+    return Source.objects.filter(q).distinct()
+
+
+def scoped_to_reviewer(qs: QuerySet, *, viewer, field: str = "source_id") -> QuerySet:
+    """qs limited to the rows of sources the viewer reviews; an admin's qs is left as it is.
+    A semi-join on the assignment table, so a row never appears twice."""
+    if roles.is_admin(viewer):
+        return qs
+    if not roles.is_reviewer(viewer):
+        return qs.none()
+    assigned = Source.reviewers.through.objects.filter(user_id=viewer.pk).values("source_id")
+    return qs.filter(**{f"{field}__in": assigned})
+
+
+def review_queue(*, viewer, state: str | None = ReviewState.OPEN, source: Source | None = None) -> QuerySet[ReviewItem]:
     qs = ReviewItem.objects.select_related("event", "source", "claimed_by", "event__model_version").order_by(*QUEUE_ORDER)
+    qs = scoped_to_reviewer(qs, viewer=viewer)
     if state == "active":
         qs = qs.filter(state__in=[ReviewState.OPEN, ReviewState.CLAIMED])
     elif state:
@@ -38,6 +74,7 @@ def review_queue(*, state: str | None = ReviewState.OPEN, source: Source | None 
 
 def review_item_current_claim(*, reviewer, source: Source | None = None) -> ReviewItem | None:
     qs = ReviewItem.objects.filter(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at__gte=timezone.now())
+    qs = scoped_to_reviewer(qs, viewer=reviewer)
     if source is not None:
         qs = qs.filter(source=source)
     return qs.order_by(*QUEUE_ORDER).first()
@@ -55,16 +92,16 @@ def verdict_last_undoable(*, reviewer) -> Verdict | None:
     )
 
 
-def review_item_next_candidates(*, source: Source | None = None, reviewer=None) -> QuerySet[ReviewItem]:
-    """Open items in queue order to try to claim. On PostgreSQL the first row no other transaction
-    holds is locked and returned alone (locking more would hide rows from concurrent reviewers);
-    elsewhere a few candidates are returned and the compare-and-set claim picks the first it wins."""
-    qs = ReviewItem.objects.filter(state=ReviewState.OPEN)
+def review_item_next_candidates(*, reviewer, source: Source | None = None) -> QuerySet[ReviewItem]:
+    """Open items of the reviewer's sources in queue order to try to claim. On PostgreSQL the first
+    row no other transaction holds is locked and returned alone (locking more would hide rows from
+    concurrent reviewers); elsewhere a few candidates are returned and the compare-and-set claim
+    picks the first it wins."""
+    qs = scoped_to_reviewer(ReviewItem.objects.filter(state=ReviewState.OPEN), viewer=reviewer)
     if source is not None:
         qs = qs.filter(source=source)
-    if reviewer is not None:
-        # a four-eyes item waiting for its second opinion is not handed back to the first reviewer
-        qs = qs.exclude(pk__in=Verdict.objects.filter(reviewer=reviewer, undone_at__isnull=True).values("item_id"))
+    # a four-eyes item waiting for its second opinion is not handed back to the first reviewer
+    qs = qs.exclude(pk__in=Verdict.objects.filter(reviewer=reviewer, undone_at__isnull=True).values("item_id"))
     qs = qs.order_by(*QUEUE_ORDER)
     if connection.features.has_select_for_update_skip_locked:
         return qs.select_for_update(skip_locked=True)[:1]
@@ -143,8 +180,8 @@ class QueueFilters:
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "state" and v == "open")})
 
 
-def review_queue_filtered(*, filters: QueueFilters, apply_state: bool = True) -> QuerySet[ReviewItem]:
-    qs = ReviewItem.objects.all()
+def review_queue_filtered(*, filters: QueueFilters, viewer, apply_state: bool = True) -> QuerySet[ReviewItem]:
+    qs = scoped_to_reviewer(ReviewItem.objects.all(), viewer=viewer)
     if apply_state:
         if filters.state == "active":
             qs = qs.filter(state__in=[ReviewState.OPEN, ReviewState.CLAIMED])
@@ -184,10 +221,12 @@ def _decode_cursor(cursor: str) -> tuple[float, datetime, int] | None:
         return None
 
 
-def review_queue_page(*, filters: QueueFilters, after: str = "", size: int = 50) -> tuple[list[ReviewItem], str]:
+def review_queue_page(*, filters: QueueFilters, viewer, after: str = "", size: int = 50) -> tuple[list[ReviewItem], str]:
     """One page of the queue in priority order, by keyset: the page after `after` is found by
     an index range scan, so page 1,000 costs what page 1 costs (no OFFSET)."""
-    qs = review_queue_filtered(filters=filters).select_related("event", "source", "claimed_by", "event__model_version")
+    qs = review_queue_filtered(filters=filters, viewer=viewer).select_related(
+        "event", "source", "claimed_by", "event__model_version"
+    )
     cursor = _decode_cursor(after) if after else None
     if cursor is not None:
         priority, created, pk = cursor
@@ -204,16 +243,18 @@ def review_queue_page(*, filters: QueueFilters, after: str = "", size: int = 50)
 COUNTS_TTL = 10  # seconds the filter bar's counts may be stale
 
 
-def review_queue_counts(*, filters: QueueFilters) -> dict[str, dict[str, int]]:
+def review_queue_counts(*, filters: QueueFilters, viewer) -> dict[str, dict[str, int]]:
     """Counts for the filter bar: per state (other filters applied) and per proposed action (in the
-    selected state). One grouped query, cached for COUNTS_TTL seconds per filter: counting a
-    hundred thousand open items on every page view would cost more than the page itself."""
-    key = "queue-counts:" + hashlib.sha256(repr(sorted(filters.__dict__.items())).encode()).hexdigest()
+    selected state), over the sources the viewer reviews. One grouped query, cached for COUNTS_TTL
+    seconds per filter and set of sources: counting a hundred thousand open items on every page
+    view would cost more than the page itself."""
+    scope = "all" if roles.is_admin(viewer) else f"reviewer:{viewer.pk}"  # an assignment change shows within the TTL
+    key = "queue-counts:" + hashlib.sha256(repr((sorted(filters.__dict__.items()), scope)).encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return cached
     grouped = (
-        review_queue_filtered(filters=filters, apply_state=False)
+        review_queue_filtered(filters=filters, viewer=viewer, apply_state=False)
         .values_list("state", "proposed_action")
         .annotate(n=Count("id"))
         .order_by()
@@ -321,11 +362,11 @@ def attribute_signature(attrs: dict, schema: dict[str, str]) -> tuple:
     return tuple(parts)
 
 
-def open_item_clusters(*, filters: QueueFilters, pool: int = 5000, min_size: int = 2) -> list[dict]:
+def open_item_clusters(*, filters: QueueFilters, viewer, pool: int = 5000, min_size: int = 2) -> list[dict]:
     """Groups of open items with the same proposed action and attribute fingerprint, largest first,
     so a reviewer can clear many copies of one benign pattern in one decision."""
     items = list(
-        review_queue_filtered(filters=QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}))
+        review_queue_filtered(filters=QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}), viewer=viewer)
         .select_related("event", "source")
         .order_by(*QUEUE_ORDER)[:pool]
     )

@@ -39,6 +39,18 @@ class ItemConflict(ServiceError):
     status_code = 409
 
 
+class ItemNotFound(ServiceError):
+    """The item does not exist or belongs to a source the reviewer is not assigned to: the same
+    answer for both, so a reviewer cannot probe other sources' items."""
+
+    status_code = 404
+
+
+def _require_reviewable(item: ReviewItem, reviewer) -> None:
+    if not roles.may_review(reviewer, item.source_id):
+        raise ItemNotFound("No such review item.", field="item")
+
+
 class BatchInvalid(Exception):
     def __init__(self, errors: list[FieldError]):
         super().__init__(f"{len(errors)} invalid field(s)")
@@ -48,13 +60,19 @@ class BatchInvalid(Exception):
 # ---------------------------------------------------------------- sources
 
 
-def source_create(*, name: str, schema: dict[str, str], description: str = "", actor=None) -> Source:
+def source_create(
+    *, name: str, schema: dict[str, str], description: str = "", reviewers: list | None = None, actor=None
+) -> Source:
     with transaction.atomic():
         source = Source(name=name, schema=schema, description=description)
         source.full_clean()
         source.save()
         Policy.objects.create(source=source)
-        audit_record(actor=actor, verb="source.create", obj=source, after={"name": name, "schema": schema})
+        after: dict[str, Any] = {"name": name, "schema": schema}
+        if reviewers:
+            source.reviewers.set(reviewers)
+            after["reviewers"] = sorted(u.get_username() for u in reviewers)
+        audit_record(actor=actor, verb="source.create", obj=source, after=after)
     return source
 
 
@@ -70,6 +88,24 @@ def policy_update(*, policy: Policy, actor, **changes: Any) -> Policy:
         if after != before:
             audit_record(actor=actor, verb="policy.update", obj=policy, before=before, after=after)
     return policy
+
+
+def login_lockouts_clear(*, attempt_ids: list[int], actor) -> int:
+    """Unlock username/address pairs that django-axes locked after failed logins (its attempt rows
+    are the lock). Each unlock is on the audit trail."""
+    from axes.models import AccessAttempt
+
+    with transaction.atomic():
+        attempts = list(AccessAttempt.objects.select_for_update().filter(pk__in=attempt_ids))
+        for attempt in attempts:
+            audit_record(
+                actor=actor,
+                verb="login.unlock",
+                obj=attempt,
+                before={"username": attempt.username, "ip_address": attempt.ip_address, "failures": attempt.failures_since_start},
+            )
+        AccessAttempt.objects.filter(pk__in=[a.pk for a in attempts]).delete()
+    return len(attempts)
 
 
 # ---------------------------------------------------------------- ingestion
@@ -358,6 +394,7 @@ def _claim_filter(reviewer, now) -> Q:
 
 def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
     """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL."""
+    _require_reviewable(item, reviewer)
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
     if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
@@ -448,6 +485,7 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
     agreeing verdict from another reviewer decides them; disagreement escalates to an admin,
     whose verdict is final. A decided item becomes a training label (approve = threat).
     """
+    _require_reviewable(item, reviewer)
     if verdict not in VerdictChoice.values:
         raise ServiceError(f"verdict must be one of {', '.join(VerdictChoice.values)}", field="verdict")
     allowed = reason_codes_for(verdict=verdict)
@@ -523,6 +561,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
     someone else closed, or take it out of their hands."""
     if verdict.reviewer_id != reviewer.pk:
         raise ItemConflict("Only the reviewer who gave a verdict can undo it.", field="verdict")
+    _require_reviewable(verdict.item, reviewer)
     now = timezone.now()
     window = timedelta(seconds=settings.SECAI_UNDO_SECONDS)
     with transaction.atomic():
@@ -584,11 +623,14 @@ class BulkResult:
 
 def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: str, note: str = "") -> BulkResult:
     """Apply one verdict to many items, each in its own transaction, so one item held by another
-    reviewer is skipped and reported rather than failing the rest."""
+    reviewer is skipped and reported rather than failing the rest. Ids of items that do not exist
+    or belong to sources the reviewer is not assigned to are ignored alike."""
+    from reviews.selectors import scoped_to_reviewer
+
     if len(item_ids) > settings.SECAI_MAX_BULK:
         raise ServiceError(f"at most {settings.SECAI_MAX_BULK} items per bulk decision", field="items")
     result = BulkResult()
-    for item in ReviewItem.objects.filter(pk__in=item_ids).order_by("pk"):
+    for item in scoped_to_reviewer(ReviewItem.objects.filter(pk__in=item_ids), viewer=reviewer).order_by("pk"):
         try:
             verdict_submit(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
         except ItemConflict as exc:

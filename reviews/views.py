@@ -53,7 +53,7 @@ def _last_undo(user, *, item_id: int | None = None) -> dict:
 @reviewer_required
 def queue(request):
     filters = selectors.QueueFilters.from_query(request.GET)
-    rows, next_cursor = selectors.review_queue_page(filters=filters, after=request.GET.get("after", ""))
+    rows, next_cursor = selectors.review_queue_page(filters=filters, viewer=request.user, after=request.GET.get("after", ""))
     context = {
         "rows": rows,
         "next_cursor": next_cursor,
@@ -66,11 +66,11 @@ def queue(request):
     context.update(
         {
             **_last_undo(request.user),
-            "counts": selectors.review_queue_counts(filters=filters),
+            "counts": selectors.review_queue_counts(filters=filters, viewer=request.user),
             "states": ["open", "claimed", "active", "escalated", "decided", "all"],
             "actions": Action.choices,
             "kinds": ItemKind.choices,
-            "sources": Source.objects.order_by("name"),
+            "sources": selectors.sources_reviewable(user=request.user).order_by("name"),
         }
     )
     if request.htmx:
@@ -81,7 +81,7 @@ def queue(request):
 @reviewer_required
 @require_POST
 def claim_next(request):
-    source = Source.objects.filter(name=request.POST.get("source", "")).first()
+    source = selectors.sources_reviewable(user=request.user).filter(name=request.POST.get("source", "")).first()
     item = services.review_item_claim_next(reviewer=request.user, source=source)
     if item is None:
         messages.info(request, "The queue is empty: nothing is waiting for review.")
@@ -91,7 +91,7 @@ def claim_next(request):
 
 @reviewer_required
 def item_detail(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     verdicts = list(item.verdicts.select_related("reviewer").order_by("created_at"))
     live = [v for v in verdicts if v.undone_at is None]
     audit = AuditEntry.objects.filter(object_type="reviews.reviewitem", object_id=str(item.pk)).order_by("created_at")
@@ -134,10 +134,11 @@ def item_detail(request, pk: int):
 @reviewer_required
 @require_POST
 def verdict_undo(request, pk: int):
-    verdict = get_object_or_404(Verdict.objects.select_related("item"), pk=pk)
+    visible = selectors.scoped_to_reviewer(Verdict.objects.all(), viewer=request.user, field="item__source_id")
+    verdict = get_object_or_404(visible.select_related("item"), pk=pk)
     try:
         item = services.verdict_undo(verdict=verdict, reviewer=request.user)
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, f"Not undone. {exc.message}")
         return redirect("reviews:item", pk=verdict.item_id)
     messages.success(request, f"Your verdict on item {item.pk} is undone; the item is yours to decide again.")
@@ -153,7 +154,11 @@ def _safe_back(request) -> str:
 
 
 def _bulk_confirm_page(request, *, ids: list[int], too_many: bool, scope: str, verdict: str, reason: str, note: str):
-    items = list(ReviewItem.objects.filter(pk__in=ids).select_related("event", "source").order_by(*selectors.QUEUE_ORDER)[:20])
+    items = list(
+        selectors.scoped_to_reviewer(ReviewItem.objects.filter(pk__in=ids), viewer=request.user)
+        .select_related("event", "source")
+        .order_by(*selectors.QUEUE_ORDER)[:20]
+    )
     return render(
         request,
         "reviews/bulk_confirm.html",
@@ -201,12 +206,21 @@ def bulk_decide(request):
         return redirect(_safe_back(request))
     if request.POST.get("cluster"):
         filters = selectors.QueueFilters.from_query(request.POST)
-        cluster = next((c for c in selectors.open_item_clusters(filters=filters) if c["key"] == request.POST["cluster"]), None)
+        cluster = next(
+            (
+                c
+                for c in selectors.open_item_clusters(filters=filters, viewer=request.user)
+                if c["key"] == request.POST["cluster"]
+            ),
+            None,
+        )
         ids = cluster["ids"] if cluster else []
         scope = f"cluster {request.POST['cluster']}"
     else:
         filters = selectors.QueueFilters.from_query(request.POST)
-        qs = selectors.review_queue_filtered(filters=selectors.QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}))
+        qs = selectors.review_queue_filtered(
+            filters=selectors.QueueFilters(**{**filters.__dict__, "state": ReviewState.OPEN}), viewer=request.user
+        )
         ids = list(qs.order_by(*selectors.QUEUE_ORDER).values_list("pk", flat=True)[: settings.SECAI_MAX_BULK + 1])
         scope = "the open items matching the filters"
     too_many = len(ids) > settings.SECAI_MAX_BULK
@@ -222,7 +236,7 @@ def clusters(request):
         request,
         "reviews/clusters.html",
         {
-            "clusters": selectors.open_item_clusters(filters=filters)[:50],
+            "clusters": selectors.open_item_clusters(filters=filters, viewer=request.user)[:50],
             "filters": filters,
             "query": filters.as_query(),
         },
@@ -232,11 +246,11 @@ def clusters(request):
 @reviewer_required
 @require_POST
 def item_claim(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     try:
         services.review_item_claim(item=item, reviewer=request.user)
         messages.success(request, "You hold this item now.")
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, exc.message)
     return redirect("reviews:item", pk=pk)
 
@@ -244,11 +258,11 @@ def item_claim(request, pk: int):
 @reviewer_required
 @require_POST
 def item_release(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     try:
         services.review_item_release(item=item, reviewer=request.user)
         messages.success(request, "Released: the item is back in the queue.")
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, exc.message)
     return redirect("reviews:queue")
 
@@ -256,7 +270,7 @@ def item_release(request, pk: int):
 @reviewer_required
 @require_POST
 def item_decide(request, pk: int):
-    item = get_object_or_404(selectors.review_queue(state=None), pk=pk)
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     form = DecisionForm(request.POST)
     if not form.is_valid():
         messages.error(
@@ -271,7 +285,7 @@ def item_decide(request, pk: int):
             reason=form.cleaned_data["reason"],
             note=form.cleaned_data["note"],
         )
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, f"Your decision was not recorded. {exc.message}")
         return redirect("reviews:item", pk=pk)
     item.refresh_from_db()

@@ -67,6 +67,7 @@ def main() -> int:
     reviewer.groups.add(Group.objects.get(name="reviewers"))
     other = User.objects.create_user("bench-other", password="x")
     other.groups.add(Group.objects.get(name="reviewers"))
+    source.reviewers.add(reviewer, other)
 
     started = time.monotonic()
     import json

@@ -3,6 +3,8 @@ wrong: a bad field, a body that is not JSON, an unknown URL, a body over the siz
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -63,3 +65,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         errors = _flatten(detail)
     response.data = {"errors": _clean_errors(errors)}
     return response
+
+
+def takes_no_body(view_method):
+    """For operations that take no input: a body is still parsed, so a malformed one is a 400
+    (or a 413, 415) like everywhere else, and a well-formed one with content is refused instead of
+    being silently ignored."""
+
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        data = request.data
+        if not (isinstance(data, Mapping) and len(data) == 0):
+            raise exceptions.ValidationError({"body": "this operation takes no body (send none, or {})"})
+        return view_method(self, request, *args, **kwargs)
+
+    return wrapper

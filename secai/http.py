@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -91,3 +93,104 @@ class ApiErrorMiddleware:
         return JsonResponse(
             {"errors": [{"field": "non_field_errors", "message": "internal error; it has been logged"}]}, status=500
         )
+
+
+# Query parameters under which clients (or libraries) put credentials. A token in a URL ends up in
+# access logs, proxy logs, browser history and Referer headers, so none is accepted there.
+CREDENTIAL_PARAMS = frozenset(
+    {"token", "auth_token", "access_token", "api_key", "apikey", "key", "auth", "authorization", "bearer", "password"}
+)
+_CREDENTIAL_VALUE = re.compile(r"^\s*(token|bearer|basic)\s+\S", re.IGNORECASE)
+
+
+def credentials_in_query(query: dict) -> bool:
+    return any(
+        name.lower() in CREDENTIAL_PARAMS or any(_CREDENTIAL_VALUE.match(v) for v in query.getlist(name)) for name in query
+    )
+
+
+class CredentialsInUrlMiddleware:
+    """Refuses, with a 400 that does not repeat it, any request carrying a credential in its query
+    string, on the API and the console alike: tokens are accepted only in the Authorization header.
+    The request is refused even when it also has a valid header, so a client that leaks its token
+    into URLs finds out at once."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.GET and credentials_in_query(request.GET):
+            return JsonResponse(
+                {
+                    "errors": [
+                        {
+                            "field": "query",
+                            "message": "credentials are not accepted in the URL; send the token in the "
+                            "Authorization header (Authorization: Token <key>) and revoke a token that was sent in a URL",
+                        }
+                    ]
+                },
+                status=400,
+            )
+        return self.get_response(request)
+
+
+_REQUEST_LINE_QUERY = re.compile(r"([?&])([^=&\s\"]+)=([^&\s\"]*)")
+
+
+def redact_query(text: str) -> str:
+    def replace(match: re.Match) -> str:
+        name, value = match.group(2), match.group(3)
+        if name.lower() in CREDENTIAL_PARAMS or _CREDENTIAL_VALUE.match(unquote_plus(value)):
+            return f"{match.group(1)}{name}=[redacted]"
+        return match.group(0)
+
+    return _REQUEST_LINE_QUERY.sub(replace, text)
+
+
+class RedactCredentialsFilter(logging.Filter):
+    """Blanks credential values in logged request lines (runserver logs the whole line, query included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(redact_query(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = redact_query(record.msg)
+        return True
+
+
+# Scripts only from this site (no inline script anywhere in the console); inline style attributes
+# are allowed, images may be data: URIs (the tuning page's plots). No framing, no plugins.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class ContentSecurityPolicyMiddleware:
+    """A second line against stored XSS: even if some attribute value slipped past escaping,
+    the browser would not run an inline script or a handler attribute."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.get("Content-Type", "").startswith("text/html"):
+            response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+
+def client_address(request) -> str | None:
+    """The client's address: REMOTE_ADDR, or behind SECAI_PROXY_COUNT proxies the X-Forwarded-For
+    entry that many places from the right. Entries further left were written by the client and
+    prove nothing."""
+    from django.conf import settings
+
+    proxies = settings.SECAI_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies > 0 and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if len(hops) >= proxies:
+            return hops[-proxies]
+    return request.META.get("REMOTE_ADDR")

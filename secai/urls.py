@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from models_registry.api.views import ModelVersionViewSet, RetrainApi
@@ -11,7 +11,10 @@ from reviews.api.audit import AuditEntryViewSet
 from reviews.api.views import EventViewSet, ReasonCodeViewSet, ReviewItemBulkApi, ReviewItemViewSet, SourceViewSet, VerdictUndoApi
 from secai import health
 
+# No ".json" URL variants: JSON is the only format, and actions without a format argument
+# answered them with a 500.
 router = DefaultRouter(trailing_slash=True)
+router.include_format_suffixes = False
 router.register("events", EventViewSet, basename="event")
 router.register("review-items", ReviewItemViewSet, basename="review-item")
 router.register("sources", SourceViewSet, basename="source")
@@ -25,7 +28,8 @@ api_v1 = [
     path("review-items/bulk-decision/", ReviewItemBulkApi.as_view(), name="review-item-bulk"),
     path("verdicts/<int:pk>/undo/", VerdictUndoApi.as_view(), name="verdict-undo"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # the split view serves its start-up script as a file: the pages' CSP allows no inline script
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,
 ]
 

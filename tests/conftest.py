@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from models_registry import scoring
 from reviews.csv_import import infer_schema, nsl_kdd_layout, read_events
+from reviews.models import Source
 from reviews.roles import ADMINS, API_CLIENTS, REVIEWERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,12 @@ def _user(username: str, group: str | None, superuser: bool = False) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD, is_superuser=superuser, is_staff=superuser)
     if group:
         user.groups.add(Group.objects.get_or_create(name=group)[0])
+    if group == REVIEWERS:
+        # Reviewers see only the sources they are assigned to. Most tests are not about that, so a
+        # persona reviews every source that exists when it is made, and SourceFactory and the
+        # nsl_source fixture assign every reviewer that exists; tests/test_source_scoping.py makes
+        # reviewers of other sources explicitly.
+        user.review_sources.add(*Source.objects.all())
     return user
 
 
@@ -128,7 +135,9 @@ def nsl_events(
 def nsl_source(db):
     from reviews.services import source_create
 
-    return source_create(name="nsl-kdd", schema=nsl_schema())
+    source = source_create(name="nsl-kdd", schema=nsl_schema())
+    source.reviewers.set(User.objects.filter(groups__name=REVIEWERS))
+    return source
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@
 from datetime import UTC, datetime
 
 import factory
+from django.contrib.auth.models import User
 
 from reviews.choices import Action, EventStatus, ReviewState
 from reviews.models import Event, Policy, ReviewItem, Source
+from reviews.roles import REVIEWERS
 
 SMALL_SCHEMA = {"bytes": "numeric", "proto": "categorical", "admin": "boolean", "note": "text"}
 
@@ -18,6 +20,16 @@ class SourceFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"src-{n}")
     schema = factory.LazyFunction(lambda: dict(SMALL_SCHEMA))
     policy = factory.RelatedFactory("tests.factories.PolicyFactory", factory_related_name="source")
+
+    @factory.post_generation
+    def reviewers(self, create, extracted, **kwargs):
+        """By default every reviewer that exists is assigned (most tests are not about scoping);
+        SourceFactory(reviewers=[...]) assigns exactly those, [] none."""
+        if not create:
+            return
+        if extracted is None:
+            extracted = User.objects.filter(groups__name=REVIEWERS)
+        self.reviewers.set(extracted)
 
 
 class PolicyFactory(factory.django.DjangoModelFactory):

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from models_registry.models import LearningSettings, ModelVersion, MonitoringSnapshot
 from models_registry.services import LEARNING_FIELDS, cron_parse
 from reviews.services import ServiceError
+from secai.serializers import RefuseUnknownFields
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -36,11 +37,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReasonSerializer(RefuseUnknownFields, serializers.Serializer):
     reason = serializers.CharField(max_length=500)
 
 
-class LearningSettingsSerializer(serializers.ModelSerializer):
+class LearningSettingsSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
     audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0, source="source.policy.audit_sample_rate")
     periodic_task = serializers.SlugRelatedField(slug_field="name", read_only=True)

@@ -22,6 +22,8 @@ from models_registry.tasks import training_request
 from models_registry.views import export_response
 from reviews.api.permissions import IsAdmin, IsReviewer
 from reviews.models import Source
+from reviews.selectors import scoped_to_reviewer
+from secai.api import takes_no_body
 
 
 @extend_schema(parameters=[OpenApiParameter("source", str)])
@@ -40,6 +42,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
 
     def get_queryset(self):
         qs = ModelVersion.objects.select_related("source").order_by("-created_at", "-id")
+        qs = scoped_to_reviewer(qs, viewer=self.request.user)  # a reviewer sees the models of the sources they review
         if self.request.query_params.get("source"):
             qs = qs.filter(source__name=self.request.query_params["source"])
         return qs
@@ -67,6 +70,7 @@ class RetrainApi(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(request=None, responses={202: ModelVersionSerializer})
+    @takes_no_body
     def post(self, request, name: str):
         source = get_object_or_404(Source, name=name)
         model = training_request(source=source, triggered_by=request.user.get_username(), actor=request.user)
@@ -114,6 +118,7 @@ class MonitoringApi(APIView):
         return Response(MonitoringSnapshotSerializer(selectors.monitoring_history(source=source, limit=limit), many=True).data)
 
     @extend_schema(request=None, responses={201: MonitoringSnapshotSerializer})
+    @takes_no_body
     def post(self, request, name: str):
         source = get_object_or_404(Source, name=name)
         snapshot = monitoring.monitoring_snapshot_create(source=source)

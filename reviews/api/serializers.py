@@ -1,9 +1,12 @@
 """Input and output serializers of the review API."""
 
+from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from reviews.choices import Action, VerdictChoice
+from reviews.choices import THRESHOLD_ACTIONS, VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
+from reviews.roles import REVIEWERS
+from secai.serializers import RefuseUnknownFields
 
 
 class EventInSerializer(serializers.Serializer):
@@ -81,7 +84,7 @@ class EventSerializer(serializers.ModelSerializer):
 
 class ReviewItemSerializer(serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     event = EventSerializer(read_only=True)
 
     class Meta:
@@ -103,7 +106,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
         ]
 
 
-class DecisionInSerializer(serializers.Serializer):
+class DecisionInSerializer(RefuseUnknownFields, serializers.Serializer):
     verdict = serializers.ChoiceField(choices=VerdictChoice.choices)
     reason = serializers.CharField(max_length=32, help_text="an active reason code (GET /api/v1/reason-codes/)")
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
@@ -138,12 +141,21 @@ class VerdictOutSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class SourceSerializer(serializers.ModelSerializer):
+class SourceSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     schema = serializers.DictField(child=serializers.ChoiceField(choices=AttributeType.choices))
+    # Who reviews the new source (usernames of reviewers). Write-only: API clients read sources
+    # too and have no business knowing who reviews them; admins see assignments in the admin.
+    reviewers = serializers.SlugRelatedField(
+        many=True,
+        slug_field="username",
+        queryset=get_user_model().objects.filter(groups__name=REVIEWERS),
+        required=False,
+        write_only=True,
+    )
 
     class Meta:
         model = Source
-        fields = ["id", "name", "description", "schema", "created_at"]
+        fields = ["id", "name", "description", "schema", "created_at", "reviewers"]
         read_only_fields = ["id", "created_at"]
 
     def validate_schema(self, value: dict) -> dict:
@@ -156,18 +168,16 @@ class SourceSerializer(serializers.ModelSerializer):
 
 
 class ThresholdSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW])
+    action = serializers.ChoiceField(choices=THRESHOLD_ACTIONS)
     min_score = serializers.FloatField(min_value=0.0, max_value=1.0)
 
 
-class PolicySerializer(serializers.ModelSerializer):
+class PolicySerializer(RefuseUnknownFields, serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
     thresholds = ThresholdSerializer(many=True)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)
     audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0)
-    four_eyes_actions = serializers.ListField(
-        child=serializers.ChoiceField(choices=[a for a in Action.choices if a[0] != Action.ALLOW])
-    )
+    four_eyes_actions = serializers.ListField(child=serializers.ChoiceField(choices=THRESHOLD_ACTIONS))
 
     class Meta:
         model = Policy

@@ -17,8 +17,9 @@ from reviews import roles, selectors, services
 from reviews.api import serializers as s
 from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsReviewer, ReadReviewerWriteAdmin
 from reviews.choices import EventStatus, ReviewState
-from reviews.models import ReasonCode, Source, Verdict
+from reviews.models import ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import FieldError
+from secai.api import takes_no_body
 
 
 class IdCursorPagination(CursorPagination):
@@ -89,8 +90,9 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         if p.get("status") and p["status"] not in EventStatus.values:
             raise drf_exceptions.ValidationError({"status": f"must be one of {', '.join(EventStatus.values)}"})
         qs = selectors.event_list(source=p.get("source"), status=p.get("status"), entity=p.get("entity"))
-        if not roles.is_reviewer(self.request.user):
-            qs = qs.filter(source__api_clients=self.request.user)  # API clients see their own sources only
+        if not roles.is_admin(self.request.user):
+            # reviewers read the events of the sources they review, API clients of those they submit to
+            qs = qs.filter(source__in=selectors.sources_readable(user=self.request.user))
         return qs.prefetch_related(Prefetch("review_item__verdicts", queryset=Verdict.objects.order_by("-created_at")))
 
 
@@ -107,7 +109,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def get_queryset(self):
         if self.action != "list":
-            return selectors.review_queue(state=None)  # an item is addressable by id whatever its state
+            return selectors.review_queue(viewer=self.request.user, state=None)  # addressable by id whatever its state
         p = self.request.query_params
         state = p.get("state", ReviewState.OPEN)
         if state not in ("all", "active", *ReviewState.values):
@@ -116,15 +118,16 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         if p.get("source"):
             source = Source.objects.filter(name=p["source"]).first()
             if source is None:
-                return selectors.review_queue(state=state).none()
-        return selectors.review_queue(state=None if state == "all" else state, source=source)
+                return ReviewItem.objects.none()
+        return selectors.review_queue(viewer=self.request.user, state=None if state == "all" else state, source=source)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer, 204: None})
     @action(detail=False, methods=["post"], url_path="claim-next")
+    @takes_no_body
     def claim_next(self, request):
         source = None
         if request.query_params.get("source"):
-            source = get_object_or_404(Source, name=request.query_params["source"])
+            source = get_object_or_404(selectors.sources_reviewable(user=request.user), name=request.query_params["source"])
         item = services.review_item_claim_next(reviewer=request.user, source=source)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -132,12 +135,14 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def claim(self, request, pk=None):
         item = services.review_item_claim(item=self.get_object(), reviewer=request.user)
         return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def release(self, request, pk=None):
         item = services.review_item_release(item=self.get_object(), reviewer=request.user)
         return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
@@ -153,7 +158,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 
 class BulkDecisionInSerializer(s.DecisionInSerializer):
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=500)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=500)
 
 
 class BulkDecisionOutSerializer(serializers.Serializer):
@@ -184,8 +189,10 @@ class VerdictUndoApi(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
+    @takes_no_body
     def post(self, request, pk: int):
-        verdict = get_object_or_404(Verdict, pk=pk)
+        visible = selectors.scoped_to_reviewer(Verdict.objects.all(), viewer=request.user, field="item__source_id")
+        verdict = get_object_or_404(visible, pk=pk)
         item = services.verdict_undo(verdict=verdict, reviewer=request.user)
         return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
 
@@ -212,10 +219,8 @@ class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     lookup_field = "name"
 
     def get_queryset(self):
-        qs = Source.objects.order_by("name")
-        if not roles.is_reviewer(self.request.user):
-            qs = qs.filter(api_clients=self.request.user)  # an API client sees only its own sources
-        return qs
+        # reviewers see the sources they review, API clients those they submit to
+        return selectors.sources_readable(user=self.request.user).order_by("name")
 
     pagination_class = None
 

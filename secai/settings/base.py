@@ -1,5 +1,6 @@
 """Settings shared by every deployment; values that differ come from environment variables via secai.env."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -27,12 +28,15 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN
     "django_celery_beat",
     "django_htmx",
+    "axes",
     "reviews",
     "models_registry",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "secai.http.CredentialsInUrlMiddleware",
+    "secai.http.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -42,7 +46,29 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "secai.http.ApiErrorMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+# The client's address, for login lockouts and anonymous rate limits. Behind SECAI_PROXY_COUNT
+# reverse proxies that each append to X-Forwarded-For, it is the entry that many places from the
+# right (what the outermost trusted proxy saw); without proxies it is REMOTE_ADDR, and the header
+# is ignored, since a client could rotate it to escape the limits.
+SECAI_PROXY_COUNT = env_int("SECAI_PROXY_COUNT", 0)
+
+# Login attempts (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is locked out for the cool-off time. The pair, not the username alone, so a
+# stranger cannot lock a reviewer out from everywhere.
+AXES_CLIENT_IP_CALLABLE = "secai.http.client_address"
+AUTHENTICATION_BACKENDS = ["secai.auth.LoginAttemptsBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("SECAI_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SECAI_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # lockouts are still logged as warnings; successful logins are not
+AXES_ENABLE_ADMIN = False  # reviews.admin registers role-checked, audited pages instead
 
 ROOT_URLCONF = "secai.urls"
 WSGI_APPLICATION = "secai.wsgi.application"
@@ -101,6 +127,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["secai.http.StrictJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["secai.throttling.TokenRateThrottle"],
+    "NUM_PROXIES": env_int("SECAI_PROXY_COUNT", 0) or None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "secai.api.exception_handler",
 }
@@ -113,7 +141,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ThresholdActionEnum": "reviews.choices.THRESHOLD_ACTIONS"},
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "secai.openapi.document_errors"],
 }
+
+# Caches. "default" is per process (the queue's filter counts, reused for 10 s). "shared" holds the
+# API rate-limit counters, which every web process must see: Redis at CACHE_URL in production;
+# the embedded default (`make demo`, one web process) keeps them in process memory.
+CACHE_URL = env_str("CACHE_URL", "locmem://")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "secai-default"},
+    "shared": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "secai-shared"}
+    ),
+}
+# Requests per token (or per logged-in user) and per minute on the API; "off" lifts the limit.
+SECAI_API_RATE = env_str("SECAI_API_RATE", "1200/min")
 
 # Celery. The default broker is kombu's filesystem transport, which needs no server; production
 # sets CELERY_BROKER_URL to Redis. No result backend: the database holds every outcome.
@@ -167,7 +212,17 @@ SECAI_MIN_PR_AUC = float(env_str("SECAI_MIN_PR_AUC", "0.5"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # Request lines logged by the web server (runserver's django.server) lose the values of
+    # credential-like query parameters; such requests are refused anyway (secai.http).
+    "filters": {"redact_credentials": {"()": "secai.http.RedactCredentialsFilter"}},
+    "formatters": {"server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_credentials"]},
+        "server": {"class": "logging.StreamHandler", "formatter": "server", "filters": ["redact_credentials"]},
+    },
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
+    },
 }

@@ -22,5 +22,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECAI_RETRAIN_AFTER_VERDICTS = 0
+# Tests make hundreds of API calls per token in seconds (the schema fuzzer most of all); the rate
+# limit has its own tests, which set a low rate.
+SECAI_API_RATE = os.environ.get("SECAI_API_RATE", "off")
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns when it is missing)

@@ -73,3 +73,29 @@ def test_long_unbroken_values_wrap_and_keep_the_decision_panel_on_screen(alice, 
     card = page.locator("#decision-card").bounding_box()
     assert card["x"] + card["width"] <= page.viewport_size["width"]
     assert page.locator("#score").is_visible()
+
+
+def test_hostile_notes_and_reason_labels_render_as_text(alice, carol, login):
+    from reviews import services
+    from reviews.models import ReasonCode
+
+    ReasonCode.objects.create(code="odd", label=f"odd {IMG}", applies_to="both", order=1)
+    decided = ReviewItemFactory(event=EventFactory(entity=SCRIPT))
+    services.verdict_submit(item=decided, reviewer=alice, verdict="overturn", reason="odd", note=f"{SCRIPT}\n{IMG}")
+    open_item = ReviewItemFactory(event=EventFactory(source=decided.source, entity=SCRIPT))
+
+    page = login(alice)
+    page.goto(f"/items/{decided.pk}/")
+    assert_no_script_ran(page)
+    verdicts = page.locator(".card").filter(has=page.get_by_role("heading", name="Verdicts", exact=True)).inner_text()
+    assert SCRIPT in verdicts and IMG in verdicts and f"odd {IMG}" in verdicts
+    page.goto(f"/items/{open_item.pk}/")
+    assert_no_script_ran(page)
+    assert page.locator("#id_reason option", has_text="odd").inner_text() == f"odd {IMG}"
+
+    admin = login(carol)
+    for path in ("/audit/", "/admin/reviews/reasoncode/", "/admin/reviews/verdict/"):
+        admin.goto(path)
+        admin.wait_for_load_state("load")
+        assert admin.evaluate("typeof window.__xss") == "undefined", path
+        assert admin.locator("img[src=x]").count() == 0, path

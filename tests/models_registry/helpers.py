@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from models_registry import drift, ml
 from models_registry.models import ModelVersion
 from reviews.choices import EventStatus, LabelOrigin
 from reviews.models import Event, Label, Source
+from reviews.roles import REVIEWERS
 from reviews.services import source_create
 from tests.conftest import PASSWORD
 
@@ -24,7 +26,7 @@ def login(client, user):
 
 
 def toy_source(name: str = "toy") -> Source:
-    return source_create(name=name, schema=dict(TOY_SCHEMA))
+    return source_create(name=name, schema=dict(TOY_SCHEMA), reviewers=list(User.objects.filter(groups__name=REVIEWERS)))
 
 
 def toy_rows(n: int, *, seed: int = 0, shift: float = 0.0) -> tuple[list[dict], np.ndarray]:

@@ -59,7 +59,9 @@ def test_admin_edits_policy_and_it_is_audited(api, carol, trained_source):
 
 def test_admin_creates_a_source(api, carol, alice):
     resp = api(carol).post(
-        "/api/v1/sources/", {"name": "vpn-logins", "schema": {"country": "categorical", "failures": "numeric"}}, format="json"
+        "/api/v1/sources/",
+        {"name": "vpn-logins", "schema": {"country": "categorical", "failures": "numeric"}, "reviewers": ["alice"]},
+        format="json",
     )
     assert resp.status_code == 201, resp.content
     assert api(alice).get("/api/v1/sources/").json()[0]["name"] == "vpn-logins"

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection, connections
 
 from reviews import services
-from reviews.models import Verdict
+from reviews.models import Source, Verdict
 from tests.factories import ReviewItemFactory
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -47,6 +47,7 @@ def reviewers(n):
     for i in range(n):
         user = User.objects.create_user(username=f"r{i}")
         user.groups.add(group)
+        user.review_sources.add(*Source.objects.all())
         out.append(user)
     return out
 

@@ -45,6 +45,7 @@ def test_disagreement_escalates_and_only_an_admin_decides(alice, bob, carol):
     assert item.state == "escalated" and not Label.objects.exists()
     reviewer3 = type(alice).objects.create_user("dave")
     reviewer3.groups.add(*alice.groups.all())
+    item.source.reviewers.add(reviewer3)
     with pytest.raises(services.ItemConflict, match="escalated"):
         services.verdict_submit(item=item, reviewer=reviewer3, verdict="overturn", reason="known_benign")
     services.verdict_submit(item=item, reviewer=carol, verdict="overturn", reason="model_error")
@@ -133,7 +134,7 @@ def test_bulk_decision_skips_items_held_by_others(alice, bob):
     assert ReviewItem.objects.get(pk=items[0].pk).state == "claimed"
 
 
-def test_clusters_group_near_identical_items():
+def test_clusters_group_near_identical_items(carol):
     src = SourceFactory()
     same = {"bytes": 1000, "proto": "udp", "admin": False, "note": "x"}
     for i in range(4):
@@ -142,16 +143,16 @@ def test_clusters_group_near_identical_items():
         )  # same on a log scale
     ReviewItemFactory(event=EventFactory(source=src, attributes={**same, "proto": "tcp"}))
     ReviewItemFactory(event=EventFactory(source=src, attributes={**same, "bytes": 5}))
-    clusters = selectors.open_item_clusters(filters=selectors.QueueFilters())
+    clusters = selectors.open_item_clusters(filters=selectors.QueueFilters(), viewer=carol)
     assert [c["size"] for c in clusters] == [4]
     assert clusters[0]["entities"] == ["h0", "h1", "h2", "h3"]
 
 
-def test_keyset_pages_cover_the_queue_once_in_order():
+def test_keyset_pages_cover_the_queue_once_in_order(carol):
     items = [ReviewItemFactory(priority=2 + (i % 7) / 10) for i in range(23)]
     seen, after = [], ""
     while True:
-        rows, after = selectors.review_queue_page(filters=selectors.QueueFilters(), after=after, size=5)
+        rows, after = selectors.review_queue_page(filters=selectors.QueueFilters(), viewer=carol, after=after, size=5)
         seen.extend(rows)
         if not after:
             break
@@ -159,16 +160,17 @@ def test_keyset_pages_cover_the_queue_once_in_order():
     assert [(-r.priority, r.created_at, r.pk) for r in seen] == sorted((-r.priority, r.created_at, r.pk) for r in seen)
 
 
-def test_filters_and_counts():
+def test_filters_and_counts(carol):
     ReviewItemFactory(score=0.95, proposed_action="deny", event=EventFactory(entity="10.0.0.9", external_id="abc-1"))
     ReviewItemFactory(score=0.6, proposed_action="step_up", event=EventFactory(entity="10.0.0.8"))
     ReviewItemFactory(score=0.7, proposed_action="step_up", state="decided")
     f = selectors.QueueFilters.from_query({"min_score": "0.65", "state": "all"})
-    assert {i.score for i in selectors.review_queue_filtered(filters=f)} == {0.95, 0.7}
+    assert {i.score for i in selectors.review_queue_filtered(filters=f, viewer=carol)} == {0.95, 0.7}
     assert [
-        i.event.entity for i in selectors.review_queue_filtered(filters=selectors.QueueFilters.from_query({"q": "abc-1"}))
+        i.event.entity
+        for i in selectors.review_queue_filtered(filters=selectors.QueueFilters.from_query({"q": "abc-1"}), viewer=carol)
     ] == ["10.0.0.9"]
-    counts = selectors.review_queue_counts(filters=selectors.QueueFilters.from_query({"action": "step_up"}))
+    counts = selectors.review_queue_counts(filters=selectors.QueueFilters.from_query({"action": "step_up"}), viewer=carol)
     assert counts["state"] == {"open": 1, "decided": 1, "active": 1, "all": 2} and counts["action"] == {"step_up": 1}
     junk = selectors.QueueFilters.from_query({"min_score": "nan", "state": "<script>", "action": "nuke", "model_version": "x"})
     assert junk.min_score is None and junk.state == "open" and junk.action == "" and junk.model_version is None

@@ -141,6 +141,8 @@ class Command(BaseCommand):
             user.is_superuser = superuser
             user.save()
             user.groups.add(Group.objects.get(name=group))
+            if group == REVIEWERS:
+                self._source().reviewers.add(user)
             passwords[username] = password
         return passwords
 
