@@ -117,8 +117,22 @@ def item_detail(request, pk: int):
             "undo_until": my_undoable.created_at + undo_window if my_undoable else None,
             "history": selectors.entity_history(event=item.event),
             "similar": selectors.similar_decided_events(event=item.event),
+            **_item_actions(item),
         },
     )
+
+
+def _item_actions(item: ReviewItem) -> dict:
+    """What the actions side knows about an item: its deliveries, appeals and list entries."""
+    from actions import selectors as action_selectors
+
+    listed = action_selectors.entities_listed(source_id=item.source_id, entities=[item.event.entity])
+    return {
+        "deliveries": list(action_selectors.deliveries(event_id=item.event_id).filter(kind__in=["execute", "reverse"])),
+        "appeals": list(action_selectors.appeals().filter(event_id=item.event_id).select_related("original_verdict__reviewer")),
+        "allowlisted": listed["allow"].get(item.event.entity),
+        "blocklisted": listed["block"].get(item.event.entity),
+    }
 
 
 @reviewer_required
@@ -258,6 +272,7 @@ def item_decide(request, pk: int):
             verdict=form.cleaned_data["verdict"],
             reason=form.cleaned_data["reason"],
             note=form.cleaned_data["note"],
+            allowlist_entity=form.cleaned_data["allowlist_entity"],
         )
     except services.ItemConflict as exc:
         messages.error(request, f"Your decision was not recorded. {exc.message}")
@@ -266,6 +281,8 @@ def item_decide(request, pk: int):
     word = "Approved" if verdict.verdict == "approve" else "Overturned"
     if item.state == ReviewState.DECIDED:
         messages.success(request, f"{word}: item {item.pk} ({item.event.external_id}) is decided.")
+        if form.cleaned_data["allowlist_entity"]:
+            messages.success(request, f"{item.event.entity} is on the allow list of {item.source.name}.")
     elif item.state == ReviewState.ESCALATED:
         messages.warning(request, f"{word}: item {item.pk} — the reviewers disagree, so it is escalated to an admin.")
     else:
@@ -284,7 +301,7 @@ def policy_page(request, name: str):
     policy = source.policy
     current = {t["action"]: t["min_score"] for t in policy.thresholds}
     if request.method == "POST":
-        form = PolicyForm(request.POST)
+        form = PolicyForm(request.POST, source=source)
         if form.is_valid():
             services.policy_update(
                 policy=policy,
@@ -297,6 +314,7 @@ def policy_page(request, name: str):
             return redirect("reviews:policy", name=name)
     else:
         form = PolicyForm(
-            initial={"review_threshold": policy.review_threshold, "four_eyes_actions": policy.four_eyes_actions, **current}
+            initial={"review_threshold": policy.review_threshold, "four_eyes_actions": policy.four_eyes_actions, **current},
+            source=source,
         )
     return render(request, "reviews/policy.html", {"source": source, "policy": policy, "form": form})
