@@ -11,6 +11,10 @@ from reviews.models import Source
 
 
 class ExecutorForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, required=False, assume_scheme="https", help_text="http(s) URL the action is POSTed to")
+    reversal_url = forms.URLField(
+        max_length=500, required=False, assume_scheme="https", help_text="http(s) URL of the reversal call; blank: cannot reverse"
+    )
     secret = forms.CharField(
         required=False,
         max_length=200,
@@ -47,6 +51,7 @@ class ActionTypeForm(forms.ModelForm):
 
 
 class SubscriptionForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
     secret = forms.CharField(
         required=False,
         max_length=200,
