@@ -159,7 +159,7 @@ def action_type_save(*, actor, source: Source | None = None, action_type: Action
                 raise ServiceError("name the source", field="source")
             at, before = ActionType(source=source, mode=Mode.PROPOSE), None
         else:
-            at = ActionType.objects.select_for_update().select_related("executor").get(pk=action_type.pk)
+            at = ActionType.objects.select_for_update(of=("self",)).select_related("executor").get(pk=action_type.pk)
             before = _action_type_view(at)
             if at.builtin and "name" in changes and changes["name"] != at.name:
                 raise ServiceError("a built-in action keeps its name", field="name")
@@ -354,7 +354,9 @@ def _action_body(*, kind: str, key: str, item: ReviewItem, action_type: ActionTy
 
 
 def _execution_row(event_id: int, kind: str) -> Delivery | None:
-    return Delivery.objects.select_for_update().filter(event_id=event_id, kind=kind).select_related("executor").first()
+    return (
+        Delivery.objects.select_for_update(of=("self",)).filter(event_id=event_id, kind=kind).select_related("executor").first()
+    )
 
 
 def execution_request(*, item: ReviewItem, action_type: ActionType | None, reason: str) -> Delivery | None:
@@ -871,7 +873,7 @@ def appeal_file(*, source: Source, external_id: str, event_external_id: str, sta
         raise ServiceError(f"no event {event_external_id[:100]!r} in source {source.name}", field="event")
     now = timezone.now()
     with transaction.atomic():
-        item = ReviewItem.objects.select_for_update().select_related("event", "source").filter(event=event).first()
+        item = ReviewItem.objects.select_for_update(of=("self",)).select_related("event", "source").filter(event=event).first()
         if item is None or not _action_stands(item):
             raise ItemConflict("no action stands on this event: there is nothing to appeal", field="event")
         if Appeal.objects.filter(event=event, state=AppealState.OPEN).exists():

@@ -27,7 +27,8 @@ class Call:
 class Receiver:
     secret: str
     fail_first: int = 0  # answer 503 to this many calls
-    hang_seconds: float = 0.0  # hold each call this long before answering (a worker can die meanwhile)
+    hang_seconds: float = 0.0  # hold calls this long before answering (a worker can die meanwhile)
+    hang_first: int | None = None  # hold only this many first calls (None: every call)
     calls: list[Call] = field(default_factory=list)
     applied: dict[str, int] = field(default_factory=dict)  # idempotency key -> side effects applied (0 or 1)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,7 +63,8 @@ class Receiver:
                         )
                     )
                     failing = len(receiver.calls) <= receiver.fail_first
-                if receiver.hang_seconds:
+                    hanging = receiver.hang_first is None or len(receiver.calls) <= receiver.hang_first
+                if receiver.hang_seconds and hanging:
                     time.sleep(receiver.hang_seconds)
                 if not ok:
                     self._answer(401, b'{"error": "bad signature"}')
