@@ -25,6 +25,28 @@ API = [
     ("get", "/api/v1/sources/", {"alice", "carol", "ingest"}),
     ("get", "/api/v1/sources/{source}/policy/", {"carol"}),
     ("get", "/api/v1/models/", {"alice", "carol"}),
+    ("get", "/api/v1/executors/", {"carol"}),
+    ("get", "/api/v1/executors/{executor}/", {"carol"}),
+    ("patch", "/api/v1/executors/{executor}/", {"carol"}),
+    ("get", "/api/v1/action-types/", {"carol"}),
+    ("get", "/api/v1/action-types/{action_type}/", {"carol"}),
+    ("patch", "/api/v1/action-types/{action_type}/", {"carol"}),
+    ("get", "/api/v1/subscriptions/", {"carol"}),
+    ("get", "/api/v1/deliveries/", {"carol"}),
+    ("get", "/api/v1/deliveries/{delivery}/", {"carol"}),
+    ("get", "/api/v1/list-entries/", {"alice", "carol"}),
+    ("get", "/api/v1/list-entries/{entry}/", {"alice", "carol"}),
+    ("get", "/api/v1/appeals/", {"alice", "carol", "ingest"}),
+]
+# Writes whose success answer is not 200/204 but must still be refused to the wrong roles.
+API_REFUSED = [
+    ("post", "/api/v1/executors/", {"carol"}),
+    ("post", "/api/v1/action-types/", {"carol"}),
+    ("post", "/api/v1/subscriptions/", {"carol"}),
+    ("post", "/api/v1/list-entries/", {"carol"}),
+    ("delete", "/api/v1/list-entries/{entry}/", {"carol"}),
+    ("post", "/api/v1/deliveries/{delivery}/retry/", {"carol"}),
+    ("post", "/api/v1/appeals/", {"carol", "ingest"}),
 ]
 PAGES = [
     ("get", "/", {"alice", "carol"}),
@@ -32,21 +54,62 @@ PAGES = [
     ("get", "/clusters/", {"alice", "carol"}),
     ("get", "/models/", {"carol"}),
     ("get", "/sources/{source}/policy/", {"carol"}),
+    ("get", "/actions/", {"carol"}),
+    ("get", "/actions/types/{action_type}/", {"carol"}),
+    ("get", "/actions/executors/", {"carol"}),
+    ("get", "/actions/executors/{executor}/", {"carol"}),
+    ("get", "/actions/subscriptions/new/", {"carol"}),
+    ("get", "/actions/deliveries/", {"carol"}),
+    ("get", "/actions/lists/", {"alice", "carol"}),
 ]
+PAGES_POST = [
+    ("post", "/actions/deliveries/{delivery}/retry/", {"carol"}),
+    ("post", "/actions/lists/{entry}/remove/", {"carol"}),
+]
+
+
+def _objects():
+    """One of each object the paths name, with the item's event actioned through an executor."""
+    from actions.models import ActionType, Delivery, Executor, ListEntry
+
+    item = ReviewItemFactory()
+    executor = Executor.objects.create(name="ex", kind="log")
+    action_type = ActionType.objects.create(source=item.source, name="deny", label="deny", severity=2, executor=executor)
+    delivery = Delivery.objects.create(
+        kind="execute", event=item.event, item=item, source=item.source, action="deny", executor=executor,
+        idempotency_key=f"k-{item.pk}", body="{}", state="failed", next_attempt_at=item.created_at,
+    )  # fmt: skip
+    entry = ListEntry.objects.create(source=item.source, kind="allow", entity="e", created_by="test")
+    return {
+        "item": item.pk,
+        "source": item.source.name,
+        "executor": executor.pk,
+        "action_type": action_type.pk,
+        "delivery": delivery.pk,
+        "entry": entry.pk,
+        "_item": item,
+    }
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_api_endpoints_per_role(api, request, persona):
     user = request.getfixturevalue(persona) if persona else None
-    item = ReviewItemFactory()
+    objects = _objects()
     for method, template, allowed in API:
-        path = template.format(item=item.pk, source=item.source.name)
-        resp = getattr(api(user), method)(path)
+        path = template.format(**objects)
+        resp = getattr(api(user), method)(path, {}, format="json") if method != "get" else api(user).get(path)
         if persona in allowed:
             assert resp.status_code in (200, 204), (persona, path, resp.status_code)
         else:
             assert resp.status_code == (401 if user is None else 403), (persona, path, resp.status_code)
             assert set(resp.json()) == {"errors"}  # an error, never data
+    for method, template, allowed in API_REFUSED:
+        path = template.format(**objects)
+        resp = getattr(api(user), method)(path, {}, format="json")
+        if persona in allowed:
+            assert resp.status_code not in (401, 403), (persona, path, resp.status_code)
+        else:
+            assert resp.status_code == (401 if user is None else 403), (persona, path, resp.status_code)
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
@@ -54,12 +117,13 @@ def test_console_pages_per_role(client, request, persona):
     user = request.getfixturevalue(persona) if persona else None
     if user is not None:
         assert client.login(username=user.username, password=PASSWORD)
-    item = ReviewItemFactory()
-    for method, template, allowed in PAGES:
-        path = template.format(item=item.pk, source=item.source.name)
+    objects = _objects()
+    item = objects["_item"]
+    for method, template, allowed in PAGES + PAGES_POST:
+        path = template.format(**objects)
         resp = getattr(client, method)(path)
         if persona in allowed:
-            assert resp.status_code == 200, (persona, path)
+            assert resp.status_code == (302 if method == "post" else 200), (persona, path)
         elif user is None:
             assert resp.status_code == 302 and resp["Location"].startswith("/login/"), path
         else:
