@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from reviews.choices import Action, ItemKind, ReviewState
+from reviews.choices import ItemKind, ReviewState
 from reviews.models import Event, ReviewItem, Source, Verdict
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
@@ -111,7 +111,7 @@ class QueueFilters:
         return cls(
             state=state,
             source=(params.get("source") or "")[:64],
-            action=action if action in Action.values else "",
+            action=action[:16] if action and action.replace("_", "").replace("-", "").isalnum() else "",
             kind=kind if kind in ItemKind.values else "",
             min_score=number("min_score"),
             max_score=number("max_score"),

@@ -42,6 +42,16 @@ reviewer_required = _role_required(roles.is_reviewer, "reviewer")
 admin_required = _role_required(roles.is_admin, "admin")
 
 
+def _action_choices() -> list[tuple[str, str]]:
+    """Every action any source defines, built-in ones first, for the queue's filter."""
+    from actions.models import ActionType
+
+    choices = dict(Action.choices)
+    for name, label in ActionType.objects.order_by("severity", "name").values_list("name", "label"):
+        choices.setdefault(name, label)
+    return list(choices.items())
+
+
 @reviewer_required
 def queue(request):
     filters = selectors.QueueFilters.from_query(request.GET)
@@ -59,7 +69,7 @@ def queue(request):
         {
             "counts": selectors.review_queue_counts(filters=filters),
             "states": ["open", "claimed", "active", "escalated", "decided", "all"],
-            "actions": Action.choices,
+            "actions": _action_choices(),
             "kinds": ItemKind.choices,
             "sources": Source.objects.order_by("name"),
         }
@@ -128,7 +138,9 @@ def _item_actions(item: ReviewItem) -> dict:
 
     listed = action_selectors.entities_listed(source_id=item.source_id, entities=[item.event.entity])
     return {
-        "deliveries": list(action_selectors.deliveries(event_id=item.event_id).filter(kind__in=["execute", "reverse"])),
+        "deliveries": list(
+            action_selectors.deliveries(event_id=item.event_id).filter(kind__in=["execute", "reverse"]).order_by("id")
+        ),
         "appeals": list(action_selectors.appeals().filter(event_id=item.event_id).select_related("original_verdict__reviewer")),
         "allowlisted": listed["allow"].get(item.event.entity),
         "blocklisted": listed["block"].get(item.event.entity),

@@ -168,3 +168,23 @@ def test_reviewer_sees_lists_but_cannot_change_them(client, alice, source):
     assert client.get("/actions/lists/").status_code == 200
     assert client.post("/actions/lists/", {"source": source.name, "kind": "allow", "entity": "x"}).status_code == 403
     assert not ListEntry.objects.exists()
+
+
+def test_openapi_schema_documents_the_actions_api(client):
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in (
+        "/api/v1/appeals/",
+        "/api/v1/appeals/{id}/",
+        "/api/v1/executors/",
+        "/api/v1/action-types/",
+        "/api/v1/subscriptions/",
+        "/api/v1/deliveries/",
+        "/api/v1/deliveries/{id}/retry/",
+        "/api/v1/list-entries/",
+        "/api/v1/list-entries/{id}/",
+    ):
+        assert path in schema["paths"], path
+    executor = schema["components"]["schemas"]["Executor"]["properties"]
+    assert executor["secret"]["writeOnly"] is True and executor["secret_hint"]["readOnly"] is True
+    decision = schema["components"]["schemas"]["DecisionIn"]["properties"]
+    assert "allowlist_entity" in decision

@@ -235,3 +235,33 @@ def test_subscribers_hear_decisions_appeals_and_promotions(deny, make_item, rece
     assert call.signature_ok and call.body["topic"] == "item.decided" and call.body["verdict"] == "overturn"
     assert verify("sub-secret-0123456789", row.body.encode(), "sha256=" + "0" * 64) is False
     assert Subscription.objects.get().secret_hint.endswith("6789") and len(Subscription.objects.get().secret_hint) == 5
+
+
+def test_promotion_and_opened_items_reach_their_subscribers(trained_source, carol):
+    from models_registry import services as model_services
+    from models_registry.models import ModelVersion
+    from tests.conftest import NSL_LIVE, nsl_events
+
+    sub = services.subscription_save(
+        actor=carol,
+        name="chat",
+        url="http://127.0.0.1:9/events",
+        secret="sub-secret-0123456789",
+        topics=["item.opened", "model.promoted"],
+        source=trained_source,
+    )
+    ingested = review_services.events_ingest(source=trained_source, rows=[r for r, _ in nsl_events(NSL_LIVE, 60, prefix="live")])
+    review_services.events_score(event_ids=[e["id"] for e in ingested.events])
+    opened = Delivery.objects.filter(subscription=sub, topic="item.opened")
+    assert opened.count() == ReviewItem.objects.filter(source=trained_source).count() > 0
+    champion = ModelVersion.objects.get(source=trained_source, status="champion")
+    candidate = ModelVersion.objects.create(
+        source=trained_source,
+        version=champion.version + 1,
+        status="candidate",
+        sha256=champion.sha256,
+        artifact_path=champion.artifact_path,
+    )
+    model_services.model_promote(model=candidate, actor=carol, reason="test")
+    promoted = Delivery.objects.get(subscription=sub, topic="model.promoted")
+    assert f'"version":{candidate.version}' in promoted.body and promoted.source_id == trained_source.pk
