@@ -353,6 +353,38 @@ def _action_body(*, kind: str, key: str, item: ReviewItem, action_type: ActionTy
     )
 
 
+def _action_row_create(
+    *,
+    kind: str,
+    item: ReviewItem,
+    action_type: ActionType,
+    executor: Executor,
+    reason: str,
+    appeal: Appeal | None = None,
+    state: str = DeliveryState.PENDING,
+) -> Delivery | None:
+    """The event's one execution or one reversal row; None if a concurrent transaction wrote it
+    first (the unique constraint said so)."""
+    key = f"secai-event-{item.event_id}-{kind}"
+    try:
+        with transaction.atomic():
+            return Delivery.objects.create(
+                kind=kind,
+                event_id=item.event_id,
+                item=item,
+                source_id=item.source_id,
+                action=action_type.name,
+                executor=executor,
+                idempotency_key=key,
+                body=_action_body(kind=kind, key=key, item=item, action_type=action_type, reason=reason, appeal=appeal),
+                state=state,
+                max_attempts=executor.max_attempts,
+                next_attempt_at=timezone.now(),
+            )
+    except IntegrityError:
+        return None
+
+
 def _execution_row(event_id: int, kind: str) -> Delivery | None:
     return (
         Delivery.objects.select_for_update(of=("self",)).filter(event_id=event_id, kind=kind).select_related("executor").first()
@@ -375,27 +407,14 @@ def execution_request(*, item: ReviewItem, action_type: ActionType | None, reaso
     now = timezone.now()
     existing = _execution_row(item.event_id, DeliveryKind.EXECUTE)
     if existing is None:
-        key = f"secai-event-{item.event_id}-execute"
-        try:
-            with transaction.atomic():
-                row = Delivery.objects.create(
-                    kind=DeliveryKind.EXECUTE,
-                    event_id=item.event_id,
-                    item=item,
-                    source_id=item.source_id,
-                    action=action_type.name,
-                    executor=action_type.executor,
-                    idempotency_key=key,
-                    body=_action_body(kind="execute", key=key, item=item, action_type=action_type, reason=reason, appeal=None),
-                    max_attempts=action_type.executor.max_attempts,
-                    next_attempt_at=now,
-                )
-        except IntegrityError:
-            existing = _execution_row(item.event_id, DeliveryKind.EXECUTE)  # a concurrent decision made it first
-        else:
+        row = _action_row_create(
+            kind=DeliveryKind.EXECUTE, item=item, action_type=action_type, executor=action_type.executor, reason=reason
+        )
+        if row is not None:
             audit_record(actor=None, actor_label="system:actions", verb="action.request", obj=item, after={"delivery": row.pk})
             _enqueue_after_commit([row.pk])
             return row
+        existing = _execution_row(item.event_id, DeliveryKind.EXECUTE)  # a concurrent decision made it first
     assert existing is not None
     reversal = _execution_row(item.event_id, DeliveryKind.REVERSE)
     unsent_reversal = (
@@ -457,23 +476,16 @@ def execution_withdraw(*, item: ReviewItem, reason: str, appeal: Appeal | None =
     types = selectors.action_types_of(source_id=item.source_id)
     action_type = types.get(execution.action) or ActionType(name=execution.action, label=execution.action, severity=0)
     if reversal is None:
-        key = f"secai-event-{item.event_id}-reverse"
-        try:
-            with transaction.atomic():
-                reversal = Delivery.objects.create(
-                    kind=DeliveryKind.REVERSE,
-                    event_id=item.event_id,
-                    item=item,
-                    source_id=item.source_id,
-                    action=execution.action,
-                    executor=executor,
-                    idempotency_key=key,
-                    body=_action_body(kind="reverse", key=key, item=item, action_type=action_type, reason=reason, appeal=appeal),
-                    state=state,
-                    max_attempts=executor.max_attempts,
-                    next_attempt_at=now,
-                )
-        except IntegrityError:
+        reversal = _action_row_create(
+            kind=DeliveryKind.REVERSE,
+            item=item,
+            action_type=action_type,
+            executor=executor,
+            reason=reason,
+            appeal=appeal,
+            state=state,
+        )
+        if reversal is None:
             return "reversal"  # a concurrent overturn made it
     elif reversal.state == DeliveryState.CANCELLED:
         Delivery.objects.filter(pk=reversal.pk, state=DeliveryState.CANCELLED).update(state=state, next_attempt_at=now)

@@ -7,7 +7,7 @@ import pytest
 
 from actions import services
 from actions.models import ActionType, Executor
-from tests.actions.receiver import Receiver
+from tests.actions.receiver import Receiver, webhook_for
 from tests.factories import EventFactory, ReviewItemFactory, SourceFactory
 
 SECRET = "test-secret-0123456789abcdef"
@@ -28,23 +28,13 @@ def source(db):
 
 
 @pytest.fixture
-def webhook(db, receiver) -> Executor:
-    return Executor.objects.create(
-        name="idp-hook",
-        url=f"{receiver.url}/act",
-        reversal_url=f"{receiver.url}/undo",
-        secret=SECRET,
-        max_attempts=3,
-        timeout_seconds=5,
-    )
+def webhook(source, receiver) -> Executor:
+    return webhook_for(source, receiver)
 
 
 @pytest.fixture
 def deny(source, webhook) -> ActionType:
-    at = ActionType.objects.get(source=source, name="deny")
-    at.executor = webhook
-    at.save()
-    return at
+    return ActionType.objects.get(source=source, name="deny")
 
 
 @pytest.fixture

@@ -13,6 +13,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from actions.delivery import SIGNATURE_HEADER, verify
 
 
+def webhook_for(source, receiver: Receiver, *, action: str = "deny", **fields):
+    """A webhook executor that calls `receiver` (reversals on /undo), attached to `action` of source."""
+    from actions.models import ActionType, Executor
+
+    executor = Executor.objects.create(
+        name=fields.pop("name", "idp-hook"),
+        url=f"{receiver.url}/act",
+        reversal_url=f"{receiver.url}/undo",
+        secret=receiver.secret,
+        **{"max_attempts": 3, "timeout_seconds": 5, **fields},
+    )
+    ActionType.objects.filter(source=source, name=action).update(executor=executor)
+    return executor
+
+
 @dataclass
 class Call:
     path: str

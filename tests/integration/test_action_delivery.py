@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from actions import services
-from actions.models import ActionType, Delivery, Executor
+from actions.models import Delivery
 from actions.tasks import deliver
 from reviews import services as review_services
 from reviews.models import Verdict
-from tests.actions.receiver import Receiver
+from tests.actions.receiver import Receiver, webhook_for
 from tests.factories import EventFactory, ReviewItemFactory, SourceFactory
 from tests.integration.conftest import wait_until
 
@@ -35,15 +35,7 @@ def receiver():
 def deny_source(receiver):
     source = SourceFactory(name="idp")
     services.action_types_seed(source=source)
-    executor = Executor.objects.create(
-        name="idp-hook",
-        url=f"{receiver.url}/act",
-        reversal_url=f"{receiver.url}/undo",
-        secret=SECRET,
-        max_attempts=5,
-        timeout_seconds=20,
-    )
-    ActionType.objects.filter(source=source, name="deny").update(executor=executor)
+    webhook_for(source, receiver, max_attempts=5, timeout_seconds=20)
     return source
 
 
