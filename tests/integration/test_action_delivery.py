@@ -8,11 +8,12 @@ from __future__ import annotations
 import pytest
 
 from actions import services
-from actions.models import Delivery
+from actions.models import ActionType, Delivery
 from actions.tasks import deliver
 from reviews import services as review_services
-from reviews.models import Verdict
+from reviews.models import ReviewItem, Verdict
 from tests.actions.receiver import Receiver, webhook_for
+from tests.conftest import NSL_LIVE, nsl_events
 from tests.factories import EventFactory, ReviewItemFactory, SourceFactory
 from tests.integration.conftest import wait_until
 
@@ -147,3 +148,54 @@ def test_retries_with_backoff_then_reversal_through_the_worker(deny_source, rece
     assert Delivery.objects.filter(event=item.event).count() == 2
     assert receiver.applied == {execution.idempotency_key: 1, reversal.idempotency_key: 1}
     assert len(receiver.calls) == 4
+
+
+def test_act_then_review_from_scoring_to_reversal_with_subscribers(
+    live_server, trained_source, ingest, alice, carol, receiver, secai_worker
+):
+    """Events posted over HTTP are scored by the worker; act-then-review actions go out at once
+    from the `actions` queue, subscribers hear every opened item, an overturn over the API reverses."""
+    from tests.integration.test_worker_pipeline import http, post_events
+
+    trained_source.api_clients.add(ingest)
+    for name in ("step_up", "deny", "block"):
+        webhook_for(trained_source, receiver, action=name, name=f"hook-{name}")
+    for at in ActionType.objects.filter(source=trained_source).exclude(name="allow"):
+        services.action_type_save(actor=carol, action_type=at, mode="act_then_review")
+    services.subscription_save(
+        actor=carol, name="soar", url=f"{receiver.url}/events", secret=SECRET, topics=["item.opened", "item.decided"]
+    )
+    worker = secai_worker(concurrency=2, extra_env=FAST)
+    ids = post_events(live_server, ingest, [r for r, _ in nsl_events(NSL_LIVE, 300, prefix="atr")])
+    items = ReviewItem.objects.filter(event_id__in=ids)
+
+    def settled() -> bool:
+        return items.exists() and not Delivery.objects.exclude(state="delivered").exists()
+
+    wait_until(settled, timeout=120, what="scoring and every delivery", on_timeout=worker.log_tail)
+    acted = items.exclude(proposed_action="allow")
+    assert acted.exists() and set(items.values_list("mode", flat=True)) == {"act_then_review"}
+    executed = {f"secai-event-{i.event_id}-execute" for i in acted}
+    assert {k for k in receiver.applied if k.endswith("-execute")} == executed
+    opened = [c for c in receiver.calls if c.path == "/events"]
+    assert sorted(c.body["item"]["id"] for c in opened) == sorted(items.values_list("id", flat=True))
+    assert all(c.signature_ok for c in receiver.calls)
+
+    target = acted.first()
+    reply = http(alice).post(
+        f"{live_server.url}/api/v1/review-items/{target.pk}/decision/",
+        json={"verdict": "overturn", "reason": "known_benign"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    key = f"secai-event-{target.event_id}-reverse"
+    wait_until(lambda: key in receiver.applied, timeout=60, what="the reversal", on_timeout=worker.log_tail)
+    [undo] = receiver.calls_for(key)
+    assert undo.path == "/undo" and undo.body["action"] == target.proposed_action
+    wait_until(
+        lambda: any(c.path == "/events" and c.body.get("topic") == "item.decided" for c in receiver.calls),
+        timeout=60,
+        what="the item.decided event",
+        on_timeout=worker.log_tail,
+    )
+    assert sum(1 for k in receiver.applied if k.endswith("-execute")) == len(executed)  # nothing executed twice
