@@ -503,43 +503,47 @@ def execution_withdraw(*, item: ReviewItem, reason: str, appeal: Appeal | None =
     return "reversal"
 
 
+def _subscribers(*, topic: str, source_id: int | None) -> list[Subscription]:
+    subs = Subscription.objects.filter(active=True).filter(Q(source__isnull=True) | Q(source_id=source_id))
+    return [s for s in subs if topic in (s.topics or [])]
+
+
 def topic_publish(*, topic: str, source_id: int | None, key: str, payload: dict[str, Any]) -> list[int]:
     """Write one delivery per active subscription to topic (for this source or all sources)."""
-    subs = [
-        s
-        for s in Subscription.objects.filter(active=True).filter(Q(source__isnull=True) | Q(source_id=source_id))
-        if topic in (s.topics or [])
-    ]
-    if not subs:
+    return topic_publish_many(topic=topic, source_id=source_id, events=[(key, payload)])
+
+
+def topic_publish_many(*, topic: str, source_id: int | None, events: list[tuple[str, dict[str, Any]]]) -> list[int]:
+    """topic_publish for many (key, payload) pairs at once: one bulk insert for a scoring batch."""
+    subs = _subscribers(topic=topic, source_id=source_id)
+    if not subs or not events:
         return []
     now = timezone.now()
     rows = []
     for sub in subs:
-        idem = f"secai-sub{sub.pk}-{topic}-{key}"
-        body = _dumps({"topic": topic, "idempotency_key": idem, "created_at": now.isoformat(), **payload})
-        rows.append(
-            Delivery(
-                kind=DeliveryKind.EVENT,
-                subscription=sub,
-                source_id=source_id,
-                topic=topic,
-                idempotency_key=idem,
-                body=body,
-                max_attempts=sub.max_attempts,
-                next_attempt_at=now,
+        for key, payload in events:
+            idem = f"secai-sub{sub.pk}-{topic}-{key}"
+            body = _dumps({"topic": topic, "idempotency_key": idem, "created_at": now.isoformat(), **payload})
+            rows.append(
+                Delivery(
+                    kind=DeliveryKind.EVENT,
+                    subscription=sub,
+                    source_id=source_id,
+                    topic=topic,
+                    idempotency_key=idem,
+                    body=body,
+                    max_attempts=sub.max_attempts,
+                    next_attempt_at=now,
+                )
             )
-        )
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+    # A key already written (a redelivered scoring message cannot re-open an item, but a retried
+    # hook could publish twice) is skipped by the unique idempotency key.
+    Delivery.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
     ids = list(
         Delivery.objects.filter(idempotency_key__in=[r.idempotency_key for r in rows], attempts=0).values_list("id", flat=True)
     )
     _enqueue_after_commit(ids)
     return ids
-
-
-def topic_wanted(*, topic: str, source_id: int | None) -> bool:
-    subs = Subscription.objects.filter(active=True).filter(Q(source__isnull=True) | Q(source_id=source_id))
-    return any(topic in (s.topics or []) for s in subs)
 
 
 def _item_payload(item: ReviewItem) -> dict[str, Any]:
@@ -565,17 +569,19 @@ def items_opened(*, source_id: int, event_ids: list[int]) -> None:
     the act-then-review ones at once and tell the item.opened subscribers."""
     if not event_ids:
         return
-    wants_topic = topic_wanted(topic=Topic.ITEM_OPENED, source_id=source_id)
+    wants_topic = bool(_subscribers(topic=Topic.ITEM_OPENED, source_id=source_id))
     acting = ReviewItem.objects.filter(event_id__in=event_ids, mode=Mode.ACT_THEN_REVIEW)
     if not wants_topic and not acting.exists():
         return
     types = selectors.action_types_of(source_id=source_id)
     qs = ReviewItem.objects.filter(event_id__in=event_ids) if wants_topic else acting
+    opened = []
     for item in qs.select_related("event", "source"):
         if item.mode == Mode.ACT_THEN_REVIEW:
             execution_request(item=item, action_type=types.get(item.proposed_action), reason="act_then_review")
         if wants_topic:
-            topic_publish(topic=Topic.ITEM_OPENED, source_id=source_id, key=str(item.pk), payload=_item_payload(item))
+            opened.append((str(item.pk), _item_payload(item)))
+    topic_publish_many(topic=Topic.ITEM_OPENED, source_id=source_id, events=opened)
 
 
 def item_decided(*, item: ReviewItem, verdict: str, record: Verdict | None, by: str) -> None:
@@ -852,6 +858,8 @@ def _deadline_apply_one(*, item_id: int, action_type: ActionType, now: datetime)
 
 
 def _action_stands(item: ReviewItem) -> bool:
+    if item.mode == Mode.SHADOW:
+        return False  # nothing was done to anyone
     execution = Delivery.objects.filter(event_id=item.event_id, kind=DeliveryKind.EXECUTE).first()
     reversal = Delivery.objects.filter(event_id=item.event_id, kind=DeliveryKind.REVERSE).exclude(state=DeliveryState.CANCELLED)
     if reversal.exists():

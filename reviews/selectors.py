@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from reviews.choices import ItemKind, ReviewState
+from reviews.choices import Action, ItemKind, ReviewState
 from reviews.models import Event, ReviewItem, Source, Verdict
 
 QUEUE_ORDER = ("-priority", "created_at", "id")
@@ -111,7 +111,7 @@ class QueueFilters:
         return cls(
             state=state,
             source=(params.get("source") or "")[:64],
-            action=action[:16] if action and action.replace("_", "").replace("-", "").isalnum() else "",
+            action=action if _known_action(action) else "",
             kind=kind if kind in ItemKind.values else "",
             min_score=number("min_score"),
             max_score=number("max_score"),
@@ -128,6 +128,15 @@ class QueueFilters:
     def as_query(self, **override) -> str:
         values = {**{k: v for k, v in self.__dict__.items()}, **override}
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "state" and v == "open")})
+
+
+def _known_action(name: str) -> bool:
+    """A built-in action, or one an admin defined for some source."""
+    if not name or name in Action.values:
+        return bool(name)
+    from actions.models import ActionType
+
+    return ActionType.objects.filter(name=name[:16]).exists()
 
 
 def review_queue_filtered(*, filters: QueueFilters, apply_state: bool = True) -> QuerySet[ReviewItem]:

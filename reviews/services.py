@@ -537,6 +537,11 @@ def verdict_submit(
             after=after,
         )
         if allowlist_entity:
+            if verb != "item.decide":
+                # On a four-eyes item only the verdict that decides it may change the allow list.
+                raise ServiceError(
+                    "only the verdict that decides the item can put the entity on the allow list", field="allowlist_entity"
+                )
             from actions.choices import ListKind
             from actions.services import list_entry_add
 

@@ -286,7 +286,7 @@ def item_decide(request, pk: int):
             note=form.cleaned_data["note"],
             allowlist_entity=form.cleaned_data["allowlist_entity"],
         )
-    except services.ItemConflict as exc:
+    except services.ServiceError as exc:
         messages.error(request, f"Your decision was not recorded. {exc.message}")
         return redirect("reviews:item", pk=pk)
     item.refresh_from_db()

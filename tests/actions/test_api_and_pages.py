@@ -188,3 +188,19 @@ def test_openapi_schema_documents_the_actions_api(client):
     assert executor["secret"]["writeOnly"] is True and executor["secret_hint"]["readOnly"] is True
     decision = schema["components"]["schemas"]["DecisionIn"]["properties"]
     assert "allowlist_entity" in decision
+
+
+def test_hostile_entities_and_statements_render_as_text(client, carol, alice, deny, make_item, source):
+    from actions import services
+
+    script = "<script>window.__xss=1</script>"
+    item = make_item(entity=script)
+    review_services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    services.list_entry_add(source=source, kind="block", entity=script, actor=carol, reason=script)
+    services.appeal_file(
+        source=source, external_id=script, event_external_id=item.event.external_id, statement=script, actor=None
+    )
+    client.login(username="carol", password=PASSWORD)
+    for path in ("/actions/lists/", f"/items/{item.pk}/", "/actions/deliveries/", "/"):
+        page = client.get(path).content.decode()
+        assert script not in page and "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page, path

@@ -265,3 +265,21 @@ def test_promotion_and_opened_items_reach_their_subscribers(trained_source, caro
     model_services.model_promote(model=candidate, actor=carol, reason="test")
     promoted = Delivery.objects.get(subscription=sub, topic="model.promoted")
     assert f'"version":{candidate.version}' in promoted.body and promoted.source_id == trained_source.pk
+
+
+def test_a_first_opinion_on_a_four_eyes_item_cannot_allowlist(make_item, alice, bob):
+    item = make_item(entity="db-1", required_verdicts=2)
+    with pytest.raises(review_services.ServiceError, match="decides the item"):
+        review_services.verdict_submit(
+            item=item, reviewer=alice, verdict="overturn", reason="known_benign", allowlist_entity=True
+        )
+    assert not ListEntry.objects.exists() and not item.verdicts.exists()  # nothing partial stored
+    review_services.verdict_submit(item=item, reviewer=alice, verdict="overturn", reason="known_benign")
+    review_services.verdict_submit(item=item, reviewer=bob, verdict="overturn", reason="known_benign", allowlist_entity=True)
+    assert ListEntry.objects.get().created_by == "bob"
+
+
+def test_shadow_items_cannot_be_appealed(deny, make_item, alice, client_of, api):
+    item = make_item(mode="shadow")
+    review_services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    assert api(client_of).post("/api/v1/appeals/", appeal_body(item), format="json").status_code == 409
