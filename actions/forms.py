@@ -43,8 +43,8 @@ class ActionTypeForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk and self.instance.builtin:
-            self.fields["name"].disabled = True
+        if self.instance.pk:
+            self.fields["name"].disabled = True  # policies and past events refer to it
 
     def _post_clean(self):
         pass

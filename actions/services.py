@@ -161,8 +161,8 @@ def action_type_save(*, actor, source: Source | None = None, action_type: Action
         else:
             at = ActionType.objects.select_for_update(of=("self",)).select_related("executor").get(pk=action_type.pk)
             before = _action_type_view(at)
-            if at.builtin and "name" in changes and changes["name"] != at.name:
-                raise ServiceError("a built-in action keeps its name", field="name")
+            if "name" in changes and changes["name"] != at.name:
+                raise ServiceError("an action keeps its name: policies and past events refer to it", field="name")
         for key, value in changes.items():
             setattr(at, key, value)
         if at.deadline_fallback == Fallback.APPLY_DEFAULT and at.deadline_verdict not in VerdictChoice.values:
@@ -757,12 +757,14 @@ def deliveries_attempt(*, delivery_ids: list[int]) -> dict[str, int]:
 
 
 def deliveries_sweep(*, limit: int = 2000) -> int:
-    """Re-enqueue what a lost message or a dead worker left behind: deliveries due and pending, and
-    deliveries whose sender's lease has run out."""
+    """Re-enqueue what a lost message or a dead worker left behind: deliveries pending and due for
+    longer than SECAI_SWEEP_AFTER_SECONDS (younger ones still have their own message on the way),
+    and deliveries whose sender's lease has run out."""
     now = timezone.now()
+    overdue = now - timedelta(seconds=settings.SECAI_SWEEP_AFTER_SECONDS)
     ids = list(
         Delivery.objects.filter(
-            Q(state=DeliveryState.PENDING, next_attempt_at__lte=now) | Q(state=DeliveryState.SENDING, lease_until__lt=now)
+            Q(state=DeliveryState.PENDING, next_attempt_at__lte=overdue) | Q(state=DeliveryState.SENDING, lease_until__lt=now)
         )
         .order_by("id")
         .values_list("id", flat=True)[:limit]

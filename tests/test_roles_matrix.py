@@ -1,6 +1,7 @@
 """Every console page and API endpoint against every persona: no data where no role grants it."""
 
 import pytest
+from django.contrib.auth.models import User
 
 from tests.conftest import PASSWORD
 from tests.factories import ReviewItemFactory
@@ -32,6 +33,8 @@ API = [
     ("get", "/api/v1/action-types/{action_type}/", {"carol"}),
     ("patch", "/api/v1/action-types/{action_type}/", {"carol"}),
     ("get", "/api/v1/subscriptions/", {"carol"}),
+    ("get", "/api/v1/subscriptions/{subscription}/", {"carol"}),
+    ("get", "/api/v1/appeals/{appeal}/", {"alice", "carol", "ingest"}),
     ("get", "/api/v1/deliveries/", {"carol"}),
     ("get", "/api/v1/deliveries/{delivery}/", {"carol"}),
     ("get", "/api/v1/list-entries/", {"alice", "carol"}),
@@ -59,6 +62,7 @@ PAGES = [
     ("get", "/actions/executors/", {"carol"}),
     ("get", "/actions/executors/{executor}/", {"carol"}),
     ("get", "/actions/subscriptions/new/", {"carol"}),
+    ("get", "/actions/subscriptions/{subscription}/", {"carol"}),
     ("get", "/actions/deliveries/", {"carol"}),
     ("get", "/actions/lists/", {"alice", "carol"}),
 ]
@@ -70,7 +74,7 @@ PAGES_POST = [
 
 def _objects():
     """One of each object the paths name, with the item's event actioned through an executor."""
-    from actions.models import ActionType, Delivery, Executor, ListEntry
+    from actions.models import ActionType, Appeal, Delivery, Executor, ListEntry, Subscription
 
     item = ReviewItemFactory()
     executor = Executor.objects.create(name="ex", kind="log")
@@ -80,6 +84,10 @@ def _objects():
         idempotency_key=f"k-{item.pk}", body="{}", state="failed", next_attempt_at=item.created_at,
     )  # fmt: skip
     entry = ListEntry.objects.create(source=item.source, kind="allow", entity="e", created_by="test")
+    subscription = Subscription.objects.create(name="s", url="https://example.org/", secret="x" * 20, topics=["item.opened"])
+    appeal = Appeal.objects.create(source=item.source, event=item.event, item=item, external_id="a-1")
+    # The API client emits this source's events, so it may read the source's appeals (and only those).
+    item.source.api_clients.add(*User.objects.filter(username="ingest"))
     return {
         "item": item.pk,
         "source": item.source.name,
@@ -87,6 +95,8 @@ def _objects():
         "action_type": action_type.pk,
         "delivery": delivery.pk,
         "entry": entry.pk,
+        "subscription": subscription.pk,
+        "appeal": appeal.pk,
         "_item": item,
     }
 

@@ -204,3 +204,39 @@ def test_hostile_entities_and_statements_render_as_text(client, carol, alice, de
     for path in ("/actions/lists/", f"/items/{item.pk}/", "/actions/deliveries/", "/"):
         page = client.get(path).content.decode()
         assert script not in page and "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page, path
+
+
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/api/v1/executors/", ["not", "an", "object"]),
+        ("/api/v1/executors/", {"name": "x" * 300, "url": "https://a.example/", "secret": SECRET}),
+        ("/api/v1/executors/", {"name": "ok", "kind": "carrier-pigeon"}),
+        ("/api/v1/executors/", {"name": "ok", "url": "https://a.example/", "secret": SECRET, "max_attempts": 0}),
+        ("/api/v1/action-types/", {"source": "nope", "name": "x", "label": "x", "severity": 1}),
+        ("/api/v1/action-types/", {"source": "idp", "name": "bad name!", "label": "x", "severity": 1}),
+        ("/api/v1/action-types/", {"source": "idp", "name": "x", "label": "x", "severity": 1000}),
+        ("/api/v1/action-types/", {"source": "idp", "name": "x", "label": "x", "severity": 1, "executor": "ghost"}),
+        ("/api/v1/action-types/", {"source": "idp", "name": "x", "label": "x", "severity": 1, "deadline_minutes": 0}),
+        ("/api/v1/subscriptions/", {"name": "s", "url": "https://a.example/", "secret": SECRET, "topics": ["everything"]}),
+        ("/api/v1/subscriptions/", {"name": "s", "url": "https://a.example/", "secret": SECRET, "topics": []}),
+        ("/api/v1/list-entries/", {"source": "idp", "kind": "allow", "entity": "a\x00b"}),
+        ("/api/v1/list-entries/", {"source": "idp", "kind": "maybe", "entity": "a"}),
+        ("/api/v1/list-entries/", {"source": "idp", "kind": "block", "entity": "a", "action": "allow"}),
+        ("/api/v1/list-entries/", {"source": "idp", "kind": "allow", "entity": "a", "action": "deny"}),
+        ("/api/v1/appeals/", {"source": "idp", "event": "e", "appeal_id": "a", "statement": "\x00"}),
+        ("/api/v1/appeals/", "just a string"),
+    ],
+)
+def test_bad_input_is_a_4xx_with_the_error_shape(api, carol, source, path, body):
+    resp = api(carol).post(path, body, format="json")
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.content[:300])
+    assert set(resp.json()) == {"errors"} and resp.json()["errors"]
+    assert not Executor.objects.exists() and not ListEntry.objects.exists()
+    assert ActionType.objects.filter(source=source).count() == 4
+
+
+def test_action_names_do_not_change(api, carol, source):
+    deny = ActionType.objects.get(source=source, name="deny")
+    resp = api(carol).patch(f"/api/v1/action-types/{deny.pk}/", {"name": "refuse"}, format="json")
+    assert resp.status_code == 400 and resp.json()["errors"][0]["field"] == "name"

@@ -283,3 +283,17 @@ def test_shadow_items_cannot_be_appealed(deny, make_item, alice, client_of, api)
     item = make_item(mode="shadow")
     review_services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
     assert api(client_of).post("/api/v1/appeals/", appeal_body(item), format="json").status_code == 409
+
+
+def test_a_client_reads_only_the_appeals_of_its_own_sources(deny, make_item, alice, client_of, api, django_user_model):
+    from django.contrib.auth.models import Group
+
+    item = make_item()
+    review_services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    appeal_id = api(client_of).post("/api/v1/appeals/", appeal_body(item), format="json").json()["id"]
+    other = django_user_model.objects.create_user("other-client")
+    other.groups.add(Group.objects.get(name="api_clients"))
+    assert api(other).get(f"/api/v1/appeals/{appeal_id}/").status_code == 404
+    assert api(other).get("/api/v1/appeals/").json() == []
+    assert api(other).post("/api/v1/appeals/", appeal_body(item, appeal_id="x"), format="json").status_code == 400
+    assert [a["id"] for a in api(client_of).get("/api/v1/appeals/").json()] == [appeal_id]

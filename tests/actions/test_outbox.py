@@ -210,14 +210,16 @@ def test_log_only_executor_delivers_into_the_log(source, make_item, alice, caplo
     assert "action executed by log-only executor log" in caplog.text and '"entity":"user-1"' in caplog.text
 
 
-def test_sweeper_finds_due_and_abandoned_deliveries(deny, make_item, alice, django_capture_on_commit_callbacks):
-    a, b, c = make_item(), make_item(entity="u2"), make_item(entity="u3")
-    for item in (a, b, c):
+def test_sweeper_finds_overdue_and_abandoned_deliveries(deny, make_item, alice):
+    a, b, c, fresh = make_item(), make_item(entity="u2"), make_item(entity="u3"), make_item(entity="u4")
+    for item in (a, b, c, fresh):
         review_services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    Delivery.objects.exclude(event_id=fresh.event_id).update(next_attempt_at=timezone.now() - timedelta(minutes=1))
     Delivery.objects.filter(event_id=b.event_id).update(
         state="sending", attempts=1, lease_until=timezone.now() - timedelta(seconds=1)
     )
     Delivery.objects.filter(event_id=c.event_id).update(
         state="sending", attempts=1, lease_until=timezone.now() + timedelta(minutes=1)
     )
-    assert services.deliveries_sweep() == 2  # a (pending, due) and b (its worker's lease ran out); not c
+    # a (pending, overdue) and b (its worker's lease ran out); not c (held), nor fresh (its message is on its way)
+    assert services.deliveries_sweep() == 2

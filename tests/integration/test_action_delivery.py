@@ -59,6 +59,7 @@ def states(ids) -> dict[str, int]:
 
 def test_sigkill_mid_delivery_then_replay_applies_each_action_once(deny_source, receiver, alice, secai_worker, settings):
     settings.SECAI_DELIVERY_LEASE_SECONDS = 3  # the test process's sweeper judges leases like the workers
+    settings.SECAI_SWEEP_AFTER_SECONDS = 0
     receiver.hang_seconds = 1.5  # every call is held, so the kill lands while calls are in flight
     first = secai_worker(concurrency=2, extra_env=FAST)
     items = approve_items(deny_source, alice, 10)
