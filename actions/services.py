@@ -391,7 +391,8 @@ def _execution_row(event_id: int, kind: str) -> Delivery | None:
     )
 
 
-def execution_request(*, item: ReviewItem, action_type: ActionType | None, reason: str) -> Delivery | None:
+@transaction.atomic
+def execution_request(*, item: ReviewItem, action_type: ActionType | None, reason: str, enqueue: bool = True) -> Delivery | None:
     """Make sure the item's action is executed, once. Call inside the deciding transaction.
 
     Nothing happens for an action without an executor (recorded only), nor for an allow-listed
@@ -412,7 +413,8 @@ def execution_request(*, item: ReviewItem, action_type: ActionType | None, reaso
         )
         if row is not None:
             audit_record(actor=None, actor_label="system:actions", verb="action.request", obj=item, after={"delivery": row.pk})
-            _enqueue_after_commit([row.pk])
+            if enqueue:
+                _enqueue_after_commit([row.pk])
             return row
         existing = _execution_row(item.event_id, DeliveryKind.EXECUTE)  # a concurrent decision made it first
     assert existing is not None
@@ -443,6 +445,7 @@ def execution_request(*, item: ReviewItem, action_type: ActionType | None, reaso
     return existing
 
 
+@transaction.atomic
 def execution_withdraw(*, item: ReviewItem, reason: str, appeal: Appeal | None = None) -> str:
     """The item's action must not stand. Call inside the deciding transaction. Returns what was done:
     "none", "cancelled" (never sent), "reversal" (a reversal is due or waits for the action's
@@ -564,6 +567,7 @@ def _item_payload(item: ReviewItem) -> dict[str, Any]:
 # ---------------------------------------------------------------- hooks called by the review side
 
 
+@transaction.atomic
 def items_opened(*, source_id: int, event_ids: list[int]) -> None:
     """Review items were just created for these events (inside the scoring transaction): execute
     the act-then-review ones at once and tell the item.opened subscribers."""
@@ -575,15 +579,21 @@ def items_opened(*, source_id: int, event_ids: list[int]) -> None:
         return
     types = selectors.action_types_of(source_id=source_id)
     qs = ReviewItem.objects.filter(event_id__in=event_ids) if wants_topic else acting
-    opened = []
+    opened, executions = [], []
     for item in qs.select_related("event", "source"):
         if item.mode == Mode.ACT_THEN_REVIEW:
-            execution_request(item=item, action_type=types.get(item.proposed_action), reason="act_then_review")
+            row = execution_request(
+                item=item, action_type=types.get(item.proposed_action), reason="act_then_review", enqueue=False
+            )
+            if row is not None:
+                executions.append(row.pk)
         if wants_topic:
             opened.append((str(item.pk), _item_payload(item)))
+    _enqueue_after_commit(executions)  # one message per 50 executions, not one per item
     topic_publish_many(topic=Topic.ITEM_OPENED, source_id=source_id, events=opened)
 
 
+@transaction.atomic
 def item_decided(*, item: ReviewItem, verdict: str, record: Verdict | None, by: str) -> None:
     """An item was decided (by reviewers, an admin, or a deadline's default): act on the outcome.
 
