@@ -626,8 +626,11 @@ def item_decided(*, item: ReviewItem, verdict: str, record: Verdict | None, by: 
 
 
 def verdict_undone(*, item: ReviewItem, verdict: Verdict) -> None:
-    """A reviewer took back a verdict: withdraw what it asked for, if that has not been sent yet.
-    What was sent stands until the next verdict says otherwise."""
+    """A reviewer took back a verdict: withdraw what it asked for, if that has not been sent yet,
+    and reopen the appeal it decided. What was sent stands until the next verdict says otherwise."""
+    for appeal in Appeal.objects.filter(final_verdict=verdict):
+        Appeal.objects.filter(pk=appeal.pk).update(state=AppealState.OPEN, final_verdict=None, decided_at=None)
+        audit_record(actor=None, actor_label="system:appeals", verb="appeal.reopen", obj=appeal, after={"why": "verdict undone"})
     for kind in (DeliveryKind.EXECUTE, DeliveryKind.REVERSE):
         wanted = kind == DeliveryKind.EXECUTE if verdict.verdict == VerdictChoice.APPROVE else kind == DeliveryKind.REVERSE
         if not wanted or (kind == DeliveryKind.EXECUTE and item.mode == Mode.ACT_THEN_REVIEW):

@@ -297,3 +297,22 @@ def test_a_client_reads_only_the_appeals_of_its_own_sources(deny, make_item, ali
     assert api(other).get("/api/v1/appeals/").json() == []
     assert api(other).post("/api/v1/appeals/", appeal_body(item, appeal_id="x"), format="json").status_code == 400
     assert [a["id"] for a in api(client_of).get("/api/v1/appeals/").json()] == [appeal_id]
+
+
+def test_undoing_the_appeal_verdict_reopens_the_appeal(deny, make_item, receiver, alice, bob, client_of, api):
+    item = make_item()
+    review_services.verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
+    services.delivery_attempt(delivery_id=Delivery.objects.get(event=item.event).pk)
+    api(client_of).post("/api/v1/appeals/", appeal_body(item), format="json")
+    item.refresh_from_db()
+    overturn = review_services.verdict_submit(item=item, reviewer=bob, verdict="overturn", reason="known_benign")
+    assert Appeal.objects.get().state == "overturned"
+    review_services.verdict_undo(verdict=overturn, reviewer=bob)
+    appeal = Appeal.objects.get()
+    assert appeal.state == "open" and appeal.final_verdict is None
+    assert Delivery.objects.get(event=item.event, kind="reverse").state == "cancelled"  # never sent: withdrawn
+    item.refresh_from_db()
+    review_services.verdict_submit(item=item, reviewer=bob, verdict="approve", reason="confirmed_attack")
+    appeal.refresh_from_db()
+    assert appeal.state == "upheld" and appeal.final_verdict.verdict == "approve"
+    assert [c.path for c in receiver.calls] == ["/act"]
