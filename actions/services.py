@@ -391,7 +391,7 @@ def _execution_row(event_id: int, kind: str) -> Delivery | None:
     )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins the caller's transaction, or opens one
 def execution_request(*, item: ReviewItem, action_type: ActionType | None, reason: str, enqueue: bool = True) -> Delivery | None:
     """Make sure the item's action is executed, once. Call inside the deciding transaction.
 
@@ -445,7 +445,7 @@ def execution_request(*, item: ReviewItem, action_type: ActionType | None, reaso
     return existing
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins the caller's transaction, or opens one
 def execution_withdraw(*, item: ReviewItem, reason: str, appeal: Appeal | None = None) -> str:
     """The item's action must not stand. Call inside the deciding transaction. Returns what was done:
     "none", "cancelled" (never sent), "reversal" (a reversal is due or waits for the action's
@@ -567,7 +567,7 @@ def _item_payload(item: ReviewItem) -> dict[str, Any]:
 # ---------------------------------------------------------------- hooks called by the review side
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins the caller's transaction, or opens one
 def items_opened(*, source_id: int, event_ids: list[int]) -> None:
     """Review items were just created for these events (inside the scoring transaction): execute
     the act-then-review ones at once and tell the item.opened subscribers."""
@@ -593,7 +593,7 @@ def items_opened(*, source_id: int, event_ids: list[int]) -> None:
     topic_publish_many(topic=Topic.ITEM_OPENED, source_id=source_id, events=opened)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins the caller's transaction, or opens one
 def item_decided(*, item: ReviewItem, verdict: str, record: Verdict | None, by: str) -> None:
     """An item was decided (by reviewers, an admin, or a deadline's default): act on the outcome.
 
