@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint install clean lock bench bench-console
+.PHONY: demo test lint install clean lock bench bench-console bench-actions
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: install
 # Console latency with a million events on PostgreSQL (about 3 minutes to load).
 bench-console: install
 	$(BIN)/python scripts/bench_console.py
+
+# Decisions and deliveries per second on the actions side (SQLite, or SECAI_BENCH_DATABASE_URL).
+bench-actions: install
+	$(BIN)/python scripts/bench_actions.py
 
 # Re-pin every dependency from requirements*.in into requirements.lock.
 lock:

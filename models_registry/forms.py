@@ -38,7 +38,7 @@ class LearningSettingsForm(forms.ModelForm):
             "propose_only": "propose-only now",
         }
         help_texts = {
-            "propose_only": "recorded and shown on the console; autonomy modes will read it (nothing acts without a reviewer yet)"
+            "propose_only": "while on, actions in act-then-review mode wait for a reviewer like propose (items opened from now on)"
         }
 
     def clean_retrain_schedule(self) -> str:

@@ -418,6 +418,10 @@ def model_promote(*, model: ModelVersion, actor, reason: str, actor_label: str =
             before={"status": before_status, "champion": previous.version if previous else None},
             after={"status": ModelStatus.CHAMPION, "version": model.version, "reason": reason},
         )
+        from actions.services import model_promoted
+
+        model.refresh_from_db()
+        model_promoted(model=model)
     model.refresh_from_db()
     return model
 

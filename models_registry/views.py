@@ -248,11 +248,11 @@ def monitoring_plot(request, name: str, kind: str):
 # ---------------------------------------------------------------- threshold tuning
 
 
-def _custom_thresholds(request) -> tuple[float, dict[str, float]] | None:
+def _custom_thresholds(request, source: Source) -> tuple[float, dict[str, float]] | None:
     """Thresholds the admin typed into the preview form, if any and valid."""
     if "review_threshold" not in request.GET:
         return None
-    form = PolicyForm(request.GET)
+    form = PolicyForm(request.GET, source=source)
     if not form.is_valid():
         return None
     return form.cleaned_data["review_threshold"], {t["action"]: t["min_score"] for t in form.thresholds()}
@@ -264,7 +264,7 @@ def tuning_page(request, name: str):
     policy = source.policy
     if request.method == "POST":
         form = TuningForm(request.POST)
-        apply_form = PolicyForm(request.POST)
+        apply_form = PolicyForm(request.POST, source=source)
         if form.is_valid() and apply_form.is_valid():
             model_services.thresholds_apply(
                 source=source,
@@ -292,7 +292,7 @@ def tuning_page(request, name: str):
                 goal=form.cleaned_data["goal"],
                 costs=form.costs(),
                 targets=form.targets(),
-                custom=_custom_thresholds(request),
+                custom=_custom_thresholds(request, source),
             )
         except services.ServiceError as exc:
             context["error"] = exc.message
@@ -306,7 +306,7 @@ def tuning_page(request, name: str):
                 data=data,
                 columns=[("current", "current policy", result["current"]), ("proposed", "recommended", result["proposed"])]
                 + ([("custom", "your thresholds", result["custom"])] if "custom" in result else []),
-                apply_form=PolicyForm(initial=initial),
+                apply_form=PolicyForm(initial=initial, source=source),
                 hidden_inputs=[(k, v) for k, v in form.cleaned_data.items() if v is not None],
                 plot_curves=plots.data_uri(plots.tuning_curves(ml.curves(data.labelled_y, data.labelled_scores, {}))),
                 plot_tradeoff=plots.data_uri(

@@ -2,7 +2,7 @@
 
 from django import forms
 
-from reviews.choices import Action, VerdictChoice
+from reviews.choices import VerdictChoice
 from reviews.models import ReasonCode
 
 
@@ -11,6 +11,7 @@ class DecisionForm(forms.Form):
     reason = forms.ChoiceField(choices=())
     note = forms.CharField(required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
     then = forms.ChoiceField(choices=[("next", "next"), ("stay", "stay")], required=False)
+    allowlist_entity = forms.BooleanField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -22,6 +23,8 @@ class DecisionForm(forms.Form):
         reason = next((r for r in self.reasons if r.code == data.get("reason")), None)
         if reason is not None and data.get("verdict") and reason.applies_to not in (data["verdict"], "both"):
             self.add_error("reason", f"“{reason.label}” is a reason to {reason.applies_to}, not to {data['verdict']}.")
+        if data.get("allowlist_entity") and data.get("verdict") != VerdictChoice.OVERTURN:
+            self.add_error("allowlist_entity", "Only an overturn can put the entity on the allow list.")
         return data
 
     def clean_note(self) -> str:
@@ -32,40 +35,52 @@ class DecisionForm(forms.Form):
 
 
 class PolicyForm(forms.Form):
+    """One threshold field per action of the source (other than allow), in order of severity."""
+
     review_threshold = forms.FloatField(
         min_value=0, max_value=1, help_text="events scoring at or above this are queued for review"
     )
-    step_up = forms.FloatField(min_value=0, max_value=1, required=False, label="step-up authentication from")
-    deny = forms.FloatField(min_value=0, max_value=1, required=False, label="deny access from")
-    block = forms.FloatField(min_value=0, max_value=1, required=False, label="block entity from")
     four_eyes_actions = forms.MultipleChoiceField(
-        choices=[(a.value, a.label) for a in (Action.STEP_UP, Action.DENY, Action.BLOCK)],
+        choices=(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
         label="second opinion for",
         help_text="items proposing these actions need two agreeing reviewers; disagreement goes to an admin",
     )
 
+    def __init__(self, *args, source, **kwargs):
+        from actions.selectors import action_types_of
+
+        super().__init__(*args, **kwargs)
+        types = sorted(
+            (t for t in action_types_of(source_id=source.pk).values() if t.severity > 0), key=lambda t: (t.severity, t.name)
+        )
+        self.action_names = [t.name for t in types]
+        for t in types:
+            self.fields[t.name] = forms.FloatField(min_value=0, max_value=1, required=False, label=f"{t.label} from")
+        self.fields["four_eyes_actions"].choices = [(t.name, t.label) for t in types]
+        self.order_fields(["review_threshold", *self.action_names, "four_eyes_actions"])
+
     def clean(self):
         data = super().clean()
         last = -1.0
-        for name in ("step_up", "deny", "block"):
+        for name in self.action_names:
             value = data.get(name)
             if value is None:
                 continue
             if value <= last:
                 raise forms.ValidationError("A more severe action needs a higher score threshold.")
             last = value
-        present = [data[n] for n in ("step_up", "deny", "block") if data.get(n) is not None]
+        present = [data[n] for n in self.action_names if data.get(n) is not None]
         if not present:
             raise forms.ValidationError("Set at least one action threshold.")
         return data
 
     def thresholds(self) -> list[dict]:
         return [
-            {"action": action.value, "min_score": self.cleaned_data[action.value]}
-            for action in (Action.STEP_UP, Action.DENY, Action.BLOCK)
-            if self.cleaned_data.get(action.value) is not None
+            {"action": name, "min_score": self.cleaned_data[name]}
+            for name in self.action_names
+            if self.cleaned_data.get(name) is not None
         ]
 
 

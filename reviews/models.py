@@ -118,6 +118,13 @@ class ReviewItem(models.Model):
     state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.OPEN)
     kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.FLAGGED)
     required_verdicts = models.PositiveSmallIntegerField(default=1)
+    # The autonomy mode of the proposed action when the item was opened (shadow, propose,
+    # act_then_review): an item keeps the mode it was opened in, whatever the admin switches later.
+    mode = models.CharField(max_length=16, default="propose")
+    # What the deadline fallback did to this item ("", "approve", "overturn", "escalate").
+    fallback = models.CharField(max_length=16, blank=True)
+    # Set when an appeal reopened the item: only verdicts given after it count towards the new decision.
+    reopened_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_items"
     )

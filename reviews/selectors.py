@@ -161,7 +161,7 @@ class QueueFilters:
         return cls(
             state=state,
             source=(params.get("source") or "")[:64],
-            action=action if action in Action.values else "",
+            action=action if _known_action(action) else "",
             kind=kind if kind in ItemKind.values else "",
             min_score=number("min_score"),
             max_score=number("max_score"),
@@ -178,6 +178,15 @@ class QueueFilters:
     def as_query(self, **override) -> str:
         values = {**{k: v for k, v in self.__dict__.items()}, **override}
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "state" and v == "open")})
+
+
+def _known_action(name: str) -> bool:
+    """A built-in action, or one an admin defined for some source."""
+    if not name or name in Action.values:
+        return bool(name)
+    from actions.models import ActionType
+
+    return ActionType.objects.filter(name=name[:16]).exists()
 
 
 def review_queue_filtered(*, filters: QueueFilters, viewer, apply_state: bool = True) -> QuerySet[ReviewItem]:

@@ -72,6 +72,9 @@ def source_create(
         if reviewers:
             source.reviewers.set(reviewers)
             after["reviewers"] = sorted(u.get_username() for u in reviewers)
+        from actions.services import action_types_seed
+
+        action_types_seed(source=source)
         audit_record(actor=actor, verb="source.create", obj=source, after=after)
     return source
 
@@ -263,9 +266,9 @@ def events_sweep_unscored(*, older_than_seconds: int | None = None, limit: int =
 # ---------------------------------------------------------------- scoring
 
 
-def priority_for(action: str, score: float) -> float:
+def priority_for(action: str, score: float, severities: dict[str, int] | None = None) -> float:
     """Higher first: action severity dominates, the score orders within one action."""
-    return ACTION_SEVERITY.get(action, 0) + float(score)
+    return (severities if severities is not None else ACTION_SEVERITY).get(action, 0) + float(score)
 
 
 def events_score(*, event_ids: list[int]) -> int:
@@ -280,8 +283,14 @@ def events_score(*, event_ids: list[int]) -> int:
 
     if not event_ids:
         return 0
+    from actions import selectors as action_selectors
+    from actions.choices import Mode
+    from actions.services import items_opened
+
     pending = list(
-        Event.objects.filter(id__in=event_ids, status=EventStatus.RECEIVED).order_by("id").values("id", "source_id", "attributes")
+        Event.objects.filter(id__in=event_ids, status=EventStatus.RECEIVED)
+        .order_by("id")
+        .values("id", "source_id", "attributes", "entity")
     )
     by_source: dict[int, list[dict]] = {}
     for row in pending:
@@ -293,6 +302,11 @@ def events_score(*, event_ids: list[int]) -> int:
         if outcome is None:
             continue  # no usable model yet: the events stay 'received' for the sweeper
         results = {r["id"]: i for i, r in enumerate(group)}
+        entity_of = {r["id"]: r["entity"] for r in group}
+        types = action_selectors.action_types_of(source_id=source_id)
+        severities = {name: t.severity for name, t in types.items()}
+        listed = action_selectors.entities_listed(source_id=source_id, entities=entity_of.values())
+        propose_only = action_selectors.source_propose_only(source_id=source_id)
         now = timezone.now()
         with transaction.atomic():
             qs = Event.objects.filter(id__in=list(results), status=EventStatus.RECEIVED)
@@ -304,6 +318,17 @@ def events_score(*, event_ids: list[int]) -> int:
             for event in events:
                 i = results[event.id]
                 action, flagged = outcome.actions[i], outcome.flagged[i]
+                entity = entity_of[event.id]
+                blocked = listed["block"].get(entity)
+                if entity in listed["allow"]:
+                    # Never actioned: scored and kept, not queued, though it may still be audit-sampled.
+                    flagged = False
+                elif blocked is not None:
+                    # A block-list entry sends every event of the entity to review, proposing at
+                    # least the entry's action; the action's mode decides what runs.
+                    flagged = True
+                    if severities.get(blocked.action, 0) > severities.get(action, 0):
+                        action = blocked.action
                 event.score = float(outcome.scores[i])
                 event.model_version_id = outcome.model_version_id
                 event.proposed_action = action
@@ -314,6 +339,10 @@ def events_score(*, event_ids: list[int]) -> int:
                 audit = not flagged and policy.audit_sample_rate > 0 and _rng.random() < policy.audit_sample_rate
                 event.status = EventStatus.QUEUED if (flagged or audit) else EventStatus.CLEARED
                 if flagged or audit:
+                    action_type = types.get(action)
+                    mode = action_type.mode if action_type is not None else Mode.PROPOSE
+                    if mode == Mode.ACT_THEN_REVIEW and (propose_only or not flagged):
+                        mode = Mode.PROPOSE  # monitoring's propose-only switch; audit samples never act first
                     items.append(
                         ReviewItem(
                             event=event,
@@ -322,13 +351,15 @@ def events_score(*, event_ids: list[int]) -> int:
                             score=event.score,
                             kind=ItemKind.FLAGGED if flagged else ItemKind.AUDIT_SAMPLE,
                             required_verdicts=2 if flagged and action in four_eyes else 1,
-                            priority=priority_for(action, event.score),
+                            priority=priority_for(action, event.score, severities),
+                            mode=mode,
                         )
                     )
             _events_write_scores(events, model_version_id=outcome.model_version_id, scored_at=now)
             # One review item per event is a unique constraint, so even a bug that let two
             # workers through could not queue an event twice.
             ReviewItem.objects.bulk_create(items, batch_size=500, ignore_conflicts=True)
+            items_opened(source_id=source_id, event_ids=[item.event_id for item in items])
             scored += len(events)
     return scored
 
@@ -473,7 +504,9 @@ def reason_codes_for(*, verdict: str | None = None) -> list[str]:
     return list(qs.values_list("code", flat=True))
 
 
-def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "") -> Verdict:
+def verdict_submit(
+    *, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "", allowlist_entity: bool = False
+) -> Verdict:
     """Record a reviewer's verdict; close the item once enough reviewers agree.
 
     The item row is taken with a compare-and-set (open, claimed by this reviewer, or held by an
@@ -483,9 +516,15 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
 
     Items needing two verdicts (four-eyes) return to the queue after the first; a second,
     agreeing verdict from another reviewer decides them; disagreement escalates to an admin,
-    whose verdict is final. A decided item becomes a training label (approve = threat).
+    whose verdict is final. A decided item becomes a training label (approve = threat), and its
+    outcome goes to the actions side (execute, cancel or reverse; see actions.services).
+
+    allowlist_entity (overturn only) puts the event's entity on the source's allow list in the
+    same transaction, for SECAI_ALLOWLIST_DAYS days.
     """
     _require_reviewable(item, reviewer)
+    if allowlist_entity and verdict != VerdictChoice.OVERTURN:
+        raise ServiceError("only an overturn can put the entity on the allow list", field="allowlist_entity")
     if verdict not in VerdictChoice.values:
         raise ServiceError(f"verdict must be one of {', '.join(VerdictChoice.values)}", field="verdict")
     allowed = reason_codes_for(verdict=verdict)
@@ -508,9 +547,16 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
             raise ItemConflict(
                 "You have already given your verdict on this item; a second reviewer must decide.", field="state"
             ) from exc
-        live = list(item.verdicts.filter(undone_at__isnull=True).values_list("verdict", flat=True))
+        # After an appeal reopened the item, only the verdicts given since then decide it.
+        live_qs = item.verdicts.filter(undone_at__isnull=True)
+        if item.reopened_at is not None:
+            live_qs = live_qs.filter(created_at__gte=item.reopened_at)
+        live = list(live_qs.values_list("verdict", flat=True))
         if before_state == ReviewState.ESCALATED or len(live) >= item.required_verdicts and len(set(live)) == 1:
+            from actions.services import item_decided
+
             _item_decide(item=item, record=record, now=now)
+            item_decided(item=item, verdict=verdict, record=record, by="verdict")
             verb, after = "item.decide", {"state": ReviewState.DECIDED, "verdict": verdict, "reason": reason}
         elif len(live) >= item.required_verdicts:
             ReviewItem.objects.filter(pk=item.pk).update(state=ReviewState.ESCALATED, claimed_by=None, claim_expires_at=None)
@@ -528,6 +574,23 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
             before={"state": before_state, "proposed_action": item.proposed_action},
             after=after,
         )
+        if allowlist_entity:
+            if verb != "item.decide":
+                # On a four-eyes item only the verdict that decides it may change the allow list.
+                raise ServiceError(
+                    "only the verdict that decides the item can put the entity on the allow list", field="allowlist_entity"
+                )
+            from actions.choices import ListKind
+            from actions.services import list_entry_add
+
+            list_entry_add(
+                source=item.source,
+                kind=ListKind.ALLOW,
+                entity=item.event.entity,
+                actor=reviewer,
+                expires_at=now + timedelta(days=settings.SECAI_ALLOWLIST_DAYS),
+                reason=f"overturned item {item.pk}: {reason}",
+            )
         item.refresh_from_db()
         source_id = item.source_id
         if item.state == ReviewState.DECIDED:
@@ -543,8 +606,11 @@ def _item_decide(*, item: ReviewItem, record: Verdict, now) -> None:
         defaults={
             "is_threat": record.verdict == VerdictChoice.APPROVE,
             # Audit-sample labels are kept apart so training can weigh them separately from
-            # the labels of flagged events, which over-represent what the model already flags.
-            "origin": LabelOrigin.AUDIT_SAMPLE if item.kind == ItemKind.AUDIT_SAMPLE else LabelOrigin.VERDICT,
+            # the labels of flagged events, which over-represent what the model already flags;
+            # an appeal's verdict corrects the label and says so.
+            "origin": {ItemKind.AUDIT_SAMPLE: LabelOrigin.AUDIT_SAMPLE, ItemKind.APPEAL: LabelOrigin.APPEAL}.get(
+                item.kind, LabelOrigin.VERDICT
+            ),
             "verdict": record,
         },
     )
@@ -603,6 +669,10 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
             decided_at=None,
         )
         Event.objects.filter(pk=item.event_id, status=EventStatus.DECIDED).update(status=EventStatus.QUEUED)
+        if before_state == ReviewState.DECIDED:
+            from actions.services import verdict_undone
+
+            verdict_undone(item=item, verdict=verdict)
         audit_record(
             actor=reviewer,
             verb="verdict.undo",

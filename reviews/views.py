@@ -50,6 +50,16 @@ def _last_undo(user, *, item_id: int | None = None) -> dict:
     return {"last_undoable": last, "last_undo_until": last.created_at + timedelta(seconds=settings.SECAI_UNDO_SECONDS)}
 
 
+def _action_choices() -> list[tuple[str, str]]:
+    """Every action any source defines, built-in ones first, for the queue's filter."""
+    from actions.models import ActionType
+
+    choices = dict(Action.choices)
+    for name, label in ActionType.objects.order_by("severity", "name").values_list("name", "label"):
+        choices.setdefault(name, label)
+    return list(choices.items())
+
+
 @reviewer_required
 def queue(request):
     filters = selectors.QueueFilters.from_query(request.GET)
@@ -68,7 +78,7 @@ def queue(request):
             **_last_undo(request.user),
             "counts": selectors.review_queue_counts(filters=filters, viewer=request.user),
             "states": ["open", "claimed", "active", "escalated", "decided", "all"],
-            "actions": Action.choices,
+            "actions": _action_choices(),
             "kinds": ItemKind.choices,
             "sources": selectors.sources_reviewable(user=request.user).order_by("name"),
         }
@@ -127,8 +137,24 @@ def item_detail(request, pk: int):
             **({} if my_undoable else _last_undo(user, item_id=item.pk)),
             "history": selectors.entity_history(event=item.event),
             "similar": selectors.similar_decided_events(event=item.event),
+            **_item_actions(item),
         },
     )
+
+
+def _item_actions(item: ReviewItem) -> dict:
+    """What the actions side knows about an item: its deliveries, appeals and list entries."""
+    from actions import selectors as action_selectors
+
+    listed = action_selectors.entities_listed(source_id=item.source_id, entities=[item.event.entity])
+    return {
+        "deliveries": list(
+            action_selectors.deliveries(event_id=item.event_id).filter(kind__in=["execute", "reverse"]).order_by("id")
+        ),
+        "appeals": list(action_selectors.appeals().filter(event_id=item.event_id).select_related("original_verdict__reviewer")),
+        "allowlisted": listed["allow"].get(item.event.entity),
+        "blocklisted": listed["block"].get(item.event.entity),
+    }
 
 
 @reviewer_required
@@ -284,6 +310,7 @@ def item_decide(request, pk: int):
             verdict=form.cleaned_data["verdict"],
             reason=form.cleaned_data["reason"],
             note=form.cleaned_data["note"],
+            allowlist_entity=form.cleaned_data["allowlist_entity"],
         )
     except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
         messages.error(request, f"Your decision was not recorded. {exc.message}")
@@ -295,6 +322,8 @@ def item_decide(request, pk: int):
         word = "Approved" if verdict.verdict == VerdictChoice.APPROVE else "Overturned"
     if item.state == ReviewState.DECIDED:
         messages.success(request, f"{word}: item {item.pk} ({item.event.external_id}) is decided.")
+        if form.cleaned_data["allowlist_entity"]:
+            messages.success(request, f"{item.event.entity} is on the allow list of {item.source.name}.")
     elif item.state == ReviewState.ESCALATED:
         messages.warning(request, f"{word}: item {item.pk} — the reviewers disagree, so it is escalated to an admin.")
     else:
@@ -313,7 +342,7 @@ def policy_page(request, name: str):
     policy = source.policy
     current = {t["action"]: t["min_score"] for t in policy.thresholds}
     if request.method == "POST":
-        form = PolicyForm(request.POST)
+        form = PolicyForm(request.POST, source=source)
         if form.is_valid():
             services.policy_update(
                 policy=policy,
@@ -326,6 +355,7 @@ def policy_page(request, name: str):
             return redirect("reviews:policy", name=name)
     else:
         form = PolicyForm(
-            initial={"review_threshold": policy.review_threshold, "four_eyes_actions": policy.four_eyes_actions, **current}
+            initial={"review_threshold": policy.review_threshold, "four_eyes_actions": policy.four_eyes_actions, **current},
+            source=source,
         )
     return render(request, "reviews/policy.html", {"source": source, "policy": policy, "form": form})

@@ -36,9 +36,9 @@ def main() -> int:
     print("== the review and API tests again on SQLite (the embedded default of make demo)", flush=True)
     env = {**os.environ, "SECAI_TEST_DB": "sqlite"}
     # Claims, verdicts, ingestion and scoring are where SQLite and PostgreSQL differ (locking,
-    # compare-and-set, bulk paths), and so does how a database refuses out-of-range input; the
-    # model and browser tests do not depend on the database.
-    targets = ["tests/reviews", "tests/test_roles_matrix.py", "tests/api/test_bad_input.py"] if pg else ["tests"]
+    # compare-and-set, bulk paths, the delivery outbox), and so does how a database refuses
+    # out-of-range input; the model and browser tests do not depend on the database.
+    targets = ["tests/reviews", "tests/actions", "tests/test_roles_matrix.py", "tests/api/test_bad_input.py"] if pg else ["tests"]
     sqlite_status = subprocess.call([*pytest, *targets, "-m", "not integration and not postgres_only"], env=env)
     if missing:
         print(f"== NOTE: skipped tests needing {', '.join(missing)}", flush=True)

@@ -116,6 +116,31 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "registry:monitoring-plot": rules(("get", ADMINS)),
     "registry:tuning": rules(("get", ADMINS)),
     "registry:export": rules(("get", ADMINS)),
+    # API: actions, lists and appeals
+    "api:executor-list": rules(("get", ADMINS), ("post", ADMINS)),
+    "api:executor-detail": rules(("get", ADMINS), ("patch", ADMINS)),
+    "api:action-type-list": rules(("get", ADMINS), ("post", ADMINS)),
+    "api:action-type-detail": rules(("get", ADMINS), ("patch", ADMINS)),
+    "api:subscription-list": rules(("get", ADMINS), ("post", ADMINS)),
+    "api:subscription-detail": rules(("get", ADMINS), ("patch", ADMINS)),
+    "api:delivery-list": rules(("get", ADMINS)),
+    "api:delivery-detail": rules(("get", ADMINS)),
+    "api:delivery-retry": rules(("post", ADMINS)),
+    "api:list-entry-list": rules(("get", REVIEWERS), ("post", ADMINS)),
+    "api:list-entry-detail": rules(("get", ITEM_REVIEWERS), ("delete", ADMINS)),
+    "api:appeals": rules(("get", READERS), ("post", SUBMITTERS)),
+    "api:appeal-detail": rules(("get", SOURCE_READERS)),
+    # console: actions (lists are read by reviewers, changed by admins)
+    "actions:overview": rules(("get", ADMINS), ("post", ADMINS)),
+    "actions:type": rules(("get", ADMINS), ("post", ADMINS)),
+    "actions:executors": rules(("get", ADMINS), ("post", ADMINS)),
+    "actions:executor": rules(("get", ADMINS), ("post", ADMINS)),
+    "actions:subscription-new": rules(("get", ADMINS), ("post", ADMINS)),
+    "actions:subscription": rules(("get", ADMINS), ("post", ADMINS)),
+    "actions:deliveries": rules(("get", ADMINS)),
+    "actions:retry": rules(("post", ADMINS)),
+    "actions:lists": rules(("get", REVIEWERS), ("post", ADMINS)),
+    "actions:list-remove": rules(("post", ADMINS)),
     # public
     "login": rules(("get", EVERYONE)),
     "logout": rules(("post", EVERYONE)),
@@ -164,6 +189,7 @@ def world(alice, carol, ingest, mallory):
     verdict = services.verdict_submit(item=decided, reviewer=alice, verdict="overturn", reason="known_benign")
     model = fake_model(source, report={"decision": "promote", "reason": "test"})
     return {
+        **_action_objects(item),
         "users": {"alice": alice, "dave": dave, "carol": carol, "ingest": ingest, "mallory": mallory, None: None},
         "source": source,
         "item": item,
@@ -173,7 +199,45 @@ def world(alice, carol, ingest, mallory):
     }
 
 
+def _action_objects(item: ReviewItem) -> dict:
+    """One of each actions object the URLs name, on the matrix source's open item."""
+    from actions.models import ActionType, Appeal, Delivery, Executor, ListEntry, Subscription
+
+    executor = Executor.objects.create(name="ex", kind="log")
+    action_type, _ = ActionType.objects.get_or_create(source=item.source, name="deny", defaults={"label": "deny", "severity": 2})
+    delivery = Delivery.objects.create(
+        kind="execute", event=item.event, item=item, source=item.source, action="deny", executor=executor,
+        idempotency_key=f"k-{item.pk}", body="{}", state="failed", next_attempt_at=item.created_at,
+    )  # fmt: skip
+    return {
+        "executor": executor,
+        "action_type": action_type,
+        "delivery": delivery,
+        "entry": ListEntry.objects.create(source=item.source, kind="allow", entity=SECRET_ENTITY, created_by="test"),
+        "subscription": Subscription.objects.create(
+            name="s", url="https://example.org/", secret="x" * 20, topics=["item.opened"]
+        ),
+        "appeal": Appeal.objects.create(source=item.source, event=item.event, item=item, external_id="a-1"),
+    }
+
+
 def sample_kwargs(name: str, keys: list[str], w: dict) -> dict:
+    by_prefix = {
+        "api:executor-": "executor",
+        "actions:executor": "executor",
+        "api:action-type-": "action_type",
+        "actions:type": "action_type",
+        "api:subscription-": "subscription",
+        "actions:subscription": "subscription",
+        "api:delivery-": "delivery",
+        "actions:retry": "delivery",
+        "api:list-entry-": "entry",
+        "actions:list-remove": "entry",
+        "api:appeal-": "appeal",
+    }
+    for prefix, key in by_prefix.items():
+        if name.startswith(prefix) and "pk" in keys:
+            return {"pk": w[key].pk}
     pk = {
         "api:event-detail": w["item"].event_id,
         "api:verdict-undo": w["verdict"].pk,

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from reviews.choices import THRESHOLD_ACTIONS, VerdictChoice
+from reviews.choices import VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
 from reviews.roles import REVIEWERS
 from secai.serializers import RefuseUnknownFields
@@ -86,6 +86,11 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
     claimed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     event = EventSerializer(read_only=True)
+    mode = serializers.CharField(
+        read_only=True, help_text="autonomy mode the item was opened in: shadow, propose, act_then_review"
+    )
+    execution = serializers.SerializerMethodField(help_text="state of the action's execution and reversal, if any")
+    appeal = serializers.SerializerMethodField(help_text="the latest appeal on the event, if any")
 
     class Meta:
         model = ReviewItem
@@ -102,14 +107,35 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "claim_expires_at",
             "created_at",
             "decided_at",
+            "kind",
+            "mode",
+            "fallback",
+            "execution",
+            "appeal",
             "event",
         ]
+
+    def get_execution(self, obj: ReviewItem) -> dict | None:
+        rows = {d.kind: d for d in obj.deliveries.all() if d.kind in ("execute", "reverse")}
+        if not rows:
+            return None
+        return {kind: {"id": d.pk, "state": d.state, "attempts": d.attempts, "action": d.action} for kind, d in rows.items()}
+
+    def get_appeal(self, obj: ReviewItem) -> dict | None:
+        appeals = sorted(obj.appeals.all(), key=lambda a: a.pk)
+        if not appeals:
+            return None
+        a = appeals[-1]
+        return {"id": a.pk, "appeal_id": a.external_id, "state": a.state, "original_verdict": a.original_verdict_id}
 
 
 class DecisionInSerializer(RefuseUnknownFields, serializers.Serializer):
     verdict = serializers.ChoiceField(choices=VerdictChoice.choices)
     reason = serializers.CharField(max_length=32, help_text="an active reason code (GET /api/v1/reason-codes/)")
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+    allowlist_entity = serializers.BooleanField(
+        required=False, default=False, help_text="overturn only: also put the event's entity on the source's allow list"
+    )
 
     def validate_reason(self, value: str) -> str:
         from reviews.services import reason_codes_for
@@ -168,7 +194,7 @@ class SourceSerializer(RefuseUnknownFields, serializers.ModelSerializer):
 
 
 class ThresholdSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=THRESHOLD_ACTIONS)
+    action = serializers.SlugField(max_length=16, help_text="one of the source's action types other than allow")
     min_score = serializers.FloatField(min_value=0.0, max_value=1.0)
 
 
@@ -177,12 +203,24 @@ class PolicySerializer(RefuseUnknownFields, serializers.ModelSerializer):
     thresholds = ThresholdSerializer(many=True)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0)
     audit_sample_rate = serializers.FloatField(min_value=0.0, max_value=1.0)
-    four_eyes_actions = serializers.ListField(child=serializers.ChoiceField(choices=THRESHOLD_ACTIONS))
+    four_eyes_actions = serializers.ListField(child=serializers.SlugField(max_length=16))
 
     class Meta:
         model = Policy
         fields = ["source", "thresholds", "review_threshold", "audit_sample_rate", "four_eyes_actions", "updated_at"]
         read_only_fields = ["source", "updated_at"]
+
+    def _severities(self) -> dict[str, int]:
+        from actions.selectors import severities_of
+
+        return {k: v for k, v in severities_of(source_id=self.instance.source_id).items() if v > 0}
+
+    def validate_four_eyes_actions(self, value: list[str]) -> list[str]:
+        known = self._severities()
+        bad = [a for a in value if a not in known]
+        if bad:
+            raise serializers.ValidationError(f"unknown actions {bad}; this source's actions are {', '.join(known)}")
+        return value
 
     def validate_thresholds(self, value: list[dict]) -> list[dict]:
         if not value:
@@ -190,10 +228,12 @@ class PolicySerializer(RefuseUnknownFields, serializers.ModelSerializer):
         actions = [t["action"] for t in value]
         if len(set(actions)) != len(actions):
             raise serializers.ValidationError("each action may appear once")
+        known = self._severities()
+        bad = [a for a in actions if a not in known]
+        if bad:
+            raise serializers.ValidationError(f"unknown actions {bad}; this source's actions are {', '.join(known)}")
         ordered = sorted(value, key=lambda t: t["min_score"])
-        from reviews.choices import ACTION_SEVERITY
-
-        severities = [ACTION_SEVERITY[t["action"]] for t in ordered]
+        severities = [known[t["action"]] for t in ordered]
         if severities != sorted(severities):
             raise serializers.ValidationError("a more severe action needs a higher min_score")
         return [{"action": t["action"], "min_score": t["min_score"]} for t in ordered]

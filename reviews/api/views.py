@@ -108,6 +108,9 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     pagination_class = QueueCursorPagination
 
     def get_queryset(self):
+        return self._queryset().prefetch_related("deliveries", "appeals")
+
+    def _queryset(self):
         if self.action != "list":
             return selectors.review_queue(viewer=self.request.user, state=None)  # addressable by id whatever its state
         p = self.request.query_params
@@ -131,21 +134,21 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         item = services.review_item_claim_next(reviewer=request.user, source=source)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+        return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
     @takes_no_body
     def claim(self, request, pk=None):
         item = services.review_item_claim(item=self.get_object(), reviewer=request.user)
-        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+        return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
     @takes_no_body
     def release(self, request, pk=None):
         item = services.review_item_release(item=self.get_object(), reviewer=request.user)
-        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+        return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
 
     @extend_schema(request=s.DecisionInSerializer, responses={200: s.VerdictOutSerializer})
     @action(detail=True, methods=["post"])
@@ -157,8 +160,13 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response(s.VerdictOutSerializer(verdict).data)
 
 
+def _detail(pk: int, viewer):
+    return selectors.review_queue(viewer=viewer, state=None).prefetch_related("deliveries", "appeals").get(pk=pk)
+
+
 class BulkDecisionInSerializer(s.DecisionInSerializer):
     ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=500)
+    allowlist_entity = None  # one item at a time: an allow-list entry is a decision about one entity
 
 
 class BulkDecisionOutSerializer(serializers.Serializer):
@@ -194,7 +202,7 @@ class VerdictUndoApi(APIView):
         visible = selectors.scoped_to_reviewer(Verdict.objects.all(), viewer=request.user, field="item__source_id")
         verdict = get_object_or_404(visible, pk=pk)
         item = services.verdict_undo(verdict=verdict, reviewer=request.user)
-        return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
+        return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
 
 
 class ReasonCodeSerializer(serializers.ModelSerializer):

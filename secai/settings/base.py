@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "axes",
     "reviews",
     "models_registry",
+    "actions",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ROUTES = {
     "reviews.tasks.*": {"queue": "scoring"},
     "models_registry.tasks.*": {"queue": "training"},
+    # Calls to the outside world have their own queue, so a slow webhook never delays scoring.
+    "actions.tasks.*": {"queue": "actions"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "scoring"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -195,6 +198,8 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-training": {"task": "models_registry.tasks.reap_stale_training", "schedule": 600.0},
     "retrain-all-sources": {"task": "models_registry.tasks.retrain_all_sources", "schedule": crontab(minute=0, hour=3)},
     "monitor-sources": {"task": "models_registry.tasks.monitor_sources", "schedule": crontab(minute=15)},
+    "sweep-deliveries": {"task": "actions.tasks.sweep_deliveries", "schedule": 10.0},
+    "apply-deadlines": {"task": "actions.tasks.apply_deadlines", "schedule": 60.0},
 }
 
 # Application settings.
@@ -208,6 +213,12 @@ SECAI_SWEEP_AFTER_SECONDS = env_int("SECAI_SWEEP_AFTER_SECONDS", 30)
 SECAI_RETRAIN_AFTER_VERDICTS = env_int("SECAI_RETRAIN_AFTER_VERDICTS", 200)  # 0 turns it off
 SECAI_MIN_LABELS_PER_CLASS = env_int("SECAI_MIN_LABELS_PER_CLASS", 50)
 SECAI_MIN_PR_AUC = float(env_str("SECAI_MIN_PR_AUC", "0.5"))
+# Deliveries (actions, reversals, outbound events): first retry after BACKOFF seconds, doubling up
+# to BACKOFF_MAX; a worker holds a delivery for LEASE seconds, after which another may send it.
+SECAI_DELIVERY_BACKOFF_SECONDS = float(env_str("SECAI_DELIVERY_BACKOFF_SECONDS", "10"))
+SECAI_DELIVERY_BACKOFF_MAX_SECONDS = float(env_str("SECAI_DELIVERY_BACKOFF_MAX_SECONDS", "3600"))
+SECAI_DELIVERY_LEASE_SECONDS = env_int("SECAI_DELIVERY_LEASE_SECONDS", 120)
+SECAI_ALLOWLIST_DAYS = env_int("SECAI_ALLOWLIST_DAYS", 90)  # expiry of an entry added by an overturn
 
 LOGGING = {
     "version": 1,

@@ -226,17 +226,23 @@ def secai_worker(transactional_db, redis_broker, settings, tmp_path) -> Iterator
     }
     workers: list[Worker] = []
 
-    def start(*, concurrency: int = 2) -> Worker:
+    def start(*, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> Worker:
         name = f"it-{uuid.uuid4().hex[:8]}"
         log_path = tmp_path / f"{name}.log"
         cmd = [
             sys.executable, "-m", "celery", "-A", "secai", "worker",
-            "-Q", "scoring,training", "--pool=prefork", "-c", str(concurrency), "-n", f"{name}@%h", "-l", "INFO",
+            "-Q", "scoring,training,actions", "--pool=prefork", "-c", str(concurrency), "-n", f"{name}@%h", "-l", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                cmd,
+                cwd=ROOT,
+                env={**env, **(extra_env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         worker = Worker(name, proc, log_path)
         workers.append(worker)

@@ -26,6 +26,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
+from actions.choices import ExecutorKind
+from actions.models import ActionType, Executor
+from actions.services import action_type_save, executor_save
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from reviews.choices import EventStatus
@@ -76,6 +79,7 @@ class Command(BaseCommand):
     def _run(self, opts):
         passwords = self._users()
         source = self._source()
+        self._executors(source)
         if not Event.objects.filter(source=source, status=EventStatus.HISTORICAL).exists():
             self.stdout.write("Importing the labelled history (NSL-KDD KDDTrain+_20Percent, 25,192 rows)...")
             start = datetime.now(UTC) - timedelta(days=30)
@@ -105,7 +109,7 @@ class Command(BaseCommand):
                 "secai",
                 "worker",
                 "-Q",
-                "scoring,training",
+                "scoring,training,actions",
                 "-c",
                 "2",
                 "--loglevel",
@@ -125,6 +129,16 @@ class Command(BaseCommand):
         if opts["no_serve"]:
             return
         self._supervise(log_dir)
+
+    def _executors(self, source: Source) -> None:
+        """Give the demo's actions a log-only executor, so an approved action is visibly executed
+        (a line in var/log/worker.log) without any receiving system; an admin can point an action
+        at a webhook executor instead (README, "Actions and autonomy")."""
+        executor = Executor.objects.filter(name="demo-log").first()
+        if executor is None:
+            executor = executor_save(actor=None, name="demo-log", kind=ExecutorKind.LOG)
+        for action_type in ActionType.objects.filter(source=source, executor__isnull=True).exclude(name="allow"):
+            action_type_save(actor=None, action_type=action_type, executor=executor)
 
     def _users(self) -> dict[str, str]:
         User = get_user_model()
@@ -277,4 +291,7 @@ class Command(BaseCommand):
         self.stdout.write(f"API token: {token}")
         self.stdout.write(f"  try: curl -H 'Authorization: Token {token}' '{base}/api/v1/events/?status=queued&page_size=5'")
         self.stdout.write(f"  API docs: {base}/api/v1/docs/   logs: {log_dir}")
+        self.stdout.write(
+            f"Approved actions are executed by the log-only executor demo-log: grep 'action executed' {log_dir / 'worker.log'}"
+        )
         self.stdout.write("Press Ctrl-C to stop web, worker and beat.")
