@@ -356,18 +356,43 @@ def _claim_filter(reviewer, now) -> Q:
     )
 
 
-def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
-    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL."""
+class _ClaimRace(Exception):
+    """A concurrent transaction of the same reviewer claimed another item first."""
+
+
+def _claims_release_others(*, reviewer, keep_pk: int | None = None) -> None:
+    """Put the reviewer's claimed items other than keep_pk (live or expired) back in the queue.
+
+    A reviewer holds one claim at a time (a partial unique index on claimed_by where the state is
+    'claimed'), so taking an item gives up the one held before."""
+    held = ReviewItem.objects.filter(state=ReviewState.CLAIMED, claimed_by=reviewer)
+    if keep_pk is not None:
+        held = held.exclude(pk=keep_pk)
+    for pk in list(held.values_list("pk", flat=True)):
+        if ReviewItem.objects.filter(pk=pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
+            state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
+        ):
+            audit_record(
+                actor=reviewer, verb="item.release", obj=ReviewItem(pk=pk), after={"reason": f"claimed item {keep_pk} instead"}
+            )
+
+
+def _review_item_take(*, item: ReviewItem, reviewer) -> ReviewItem:
+    """One attempt at claiming item; raises _ClaimRace when the unique index refuses the claim
+    because another transaction of this reviewer committed a claim in the meantime."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
-    if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
-        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
     with transaction.atomic():
-        won = (
-            ReviewItem.objects.filter(pk=item.pk)
-            .filter(_claim_filter(reviewer, now))
-            .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
-        )
+        _claims_release_others(reviewer=reviewer, keep_pk=item.pk)
+        try:
+            with transaction.atomic():
+                won = (
+                    ReviewItem.objects.filter(pk=item.pk)
+                    .filter(_claim_filter(reviewer, now))
+                    .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
+                )
+        except IntegrityError as exc:
+            raise _ClaimRace from exc
         item.refresh_from_db()
         if not won:
             raise _conflict_for(item, reviewer)
@@ -375,21 +400,43 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
     return item
 
 
+def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
+    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL.
+    A claim the reviewer held on another item goes back to the queue."""
+    if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
+        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
+    for _attempt in range(3):
+        try:
+            return _review_item_take(item=item, reviewer=reviewer)
+        except _ClaimRace:
+            continue  # the reviewer claimed something else at the same instant: release it and retry
+    raise ItemConflict("You are claiming other items at this moment; try again.", field="state")
+
+
 def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewItem | None:
-    """Hand the reviewer their current claim, or the highest-priority open item nobody holds."""
+    """Hand the reviewer their current claim, or the highest-priority open item nobody holds.
+
+    Parallel calls of one reviewer (a double click, two tabs, a retried request) all return the
+    same item: each attempt first looks for the reviewer's live claim, and when two attempts
+    claim different items at once the unique index lets one commit and the other starts over,
+    finding the first one's claim. A claim outside `source`, or one that has expired, goes back
+    to the queue before a new item is taken."""
     from reviews.selectors import review_item_current_claim, review_item_next_candidates
 
-    current = review_item_current_claim(reviewer=reviewer, source=source)
-    if current is not None:
-        return current
     for _attempt in range(5):
         with transaction.atomic():
+            current = review_item_current_claim(reviewer=reviewer, source=source)
+            if current is not None:
+                return current
+            _claims_release_others(reviewer=reviewer)
             candidates = list(review_item_next_candidates(source=source, reviewer=reviewer))
             if not candidates:
                 return None
             for candidate in candidates:
                 try:
-                    return review_item_claim(item=candidate, reviewer=reviewer)
+                    return _review_item_take(item=candidate, reviewer=reviewer)
+                except _ClaimRace:
+                    break  # a parallel call of this reviewer won: the next attempt returns its item
                 except ItemConflict:
                     continue  # another reviewer won this one between our read and our update
     return None
@@ -458,6 +505,12 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
     if roles.is_admin(reviewer):
         takeable |= Q(state=ReviewState.ESCALATED)
     with transaction.atomic():
+        # Someone else's expired claim counts as open. Reopening it first keeps the item out of
+        # the 'claimed' state while this reviewer decides it, so a reviewer who holds a claim on
+        # another item does not briefly hold two (one claim per reviewer is a unique index).
+        ReviewItem.objects.filter(pk=item.pk, state=ReviewState.CLAIMED, claim_expires_at__lt=now).exclude(
+            claimed_by=reviewer
+        ).update(state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None)
         won = ReviewItem.objects.filter(pk=item.pk).filter(takeable).update(claimed_by=reviewer, claim_expires_at=None)
         item.refresh_from_db()
         if not won:
@@ -531,6 +584,9 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
             )
         before_state = item.state
         Label.objects.filter(event_id=item.event_id, verdict_id=verdict.pk).delete()
+        # The item returns to the reviewer's claim; the item the console handed them next goes
+        # back to the queue (one claim per reviewer).
+        _claims_release_others(reviewer=reviewer, keep_pk=item.pk)
         ReviewItem.objects.filter(pk=item.pk).update(
             state=ReviewState.CLAIMED,
             claimed_by=reviewer,
