@@ -1,13 +1,24 @@
 """Celery tasks of the review side. Each takes ids, calls one service and is safe to run twice."""
 
 from celery import shared_task
-from django.db import OperationalError
+from celery.utils.log import get_task_logger
+from django.db import InterfaceError, OperationalError
 
 from reviews import services
 
+logger = get_task_logger(__name__)
 
-@shared_task(bind=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+# A database restart or failover surfaces as OperationalError (cannot connect, terminated by the
+# administrator) or InterfaceError (the connection was closed under us); both are transient, and
+# a retried batch re-claims only the events still 'received'.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+@shared_task(bind=True, autoretry_for=DATABASE_UNAVAILABLE, retry_backoff=True, max_retries=5)
 def score_events(self, event_ids: list[int]) -> int:
+    # Logged before any work, so an operator (and the fault tests) can tell a batch that was
+    # running when its worker died from one that was only prefetched.
+    logger.info("scoring a batch of %d events", len(event_ids))
     return services.events_score(event_ids=event_ids)
 
 

@@ -4,8 +4,10 @@ rows made without training when a test needs only their stored figures."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
 from models_registry import drift, ml
@@ -109,12 +111,15 @@ def constructed_report(seed: int = 0, with_champion: bool = True) -> dict:
 def fake_model(
     source: Source, *, version: int = 1, status: str = "candidate", report: dict | None = None, **fields
 ) -> ModelVersion:
-    """A registry row with stored figures and no artifact on disk (enough for pages, monitoring,
-    promotion races)."""
+    """A registry row with stored figures and a placeholder file that passes the sha256 check but
+    holds no model (enough for pages, monitoring, promotion races; not for scoring)."""
+    placeholder = Path(settings.MODEL_STORE) / source.name / f"placeholder-v{version}.skops"
+    placeholder.parent.mkdir(parents=True, exist_ok=True)
+    placeholder.write_bytes(f"placeholder for {source.name} v{version}".encode())
     defaults = {
         "algorithm": ml.HIST_GRADIENT_BOOSTING,
-        "sha256": "0" * 64,
-        "artifact_path": "/nonexistent",
+        "sha256": ml.sha256_of(placeholder),
+        "artifact_path": str(placeholder),
         "feature_schema": dict(source.schema),
         "validation_report": report or {},
         "status": status,
