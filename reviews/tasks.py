@@ -18,7 +18,9 @@ DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 def score_events(self, event_ids: list[int]) -> int:
     # Logged before any work, so an operator (and the fault tests) can tell a batch that was
     # running when its worker died from one that was only prefetched.
-    logger.info("scoring a batch of %d events", len(event_ids))
+    logger.info(
+        "scoring a batch of %d events, ids %s to %s", len(event_ids), min(event_ids, default=None), max(event_ids, default=None)
+    )
     return services.events_score(event_ids=event_ids)
 
 
