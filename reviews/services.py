@@ -6,12 +6,13 @@ import json
 import logging
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from reviews import roles
@@ -639,3 +640,96 @@ def _maybe_retrain(source_id: int) -> None:
         retrain_if_enough_verdicts.delay(source_id)
     except Exception:  # the nightly schedule retrains anyway
         logger.exception("could not enqueue the verdict-count retrain check")
+
+
+# ---------------------------------------------------------------- retention
+
+
+@dataclass
+class ArchiveResult:
+    events: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    labels: int = 0
+    review_items: int = 0
+
+
+def events_archive(
+    *,
+    before: datetime,
+    out: Path | None,
+    statuses: tuple[str, ...] = ("cleared", "decided"),
+    source: Source | None = None,
+    batch_size: int = 1000,
+) -> ArchiveResult:
+    """Export to `out`, then delete, the events received before `before` whose work is done.
+
+    Chunk by chunk, in one transaction each: lock the events and their review items, write them
+    to the file and flush it to disk, delete them, commit. Nothing is deleted that is not on disk
+    first; if the deletion fails, the chunk is cut from the file again. An interrupted run can at
+    worst leave its last chunk both in the file and in the database. With out=None nothing is
+    written or deleted: the result counts what would be archived.
+    """
+    from reviews.archive import ARCHIVABLE, ArchiveFile, event_record
+
+    refused = set(statuses) - set(ARCHIVABLE)
+    if refused or not statuses:
+        raise ServiceError(f"only events in {', '.join(ARCHIVABLE)} can be archived, not {', '.join(sorted(refused))}", "status")
+    if before > timezone.now() - timedelta(days=1):
+        # Recent decisions can still be undone, and recent events are what monitoring compares.
+        raise ServiceError("--before must be at least a day ago", "before")
+    done = Event.objects.filter(status__in=statuses, received_at__lt=before)
+    if source is not None:
+        done = done.filter(source=source)
+    result = ArchiveResult()
+    if out is None:
+        for name, n in done.values_list("source__name").annotate(n=Count("id")).order_by("source__name"):
+            result.by_source[name] = n
+        result.events = sum(result.by_source.values())
+        return result
+    archive = ArchiveFile(out)
+    try:
+        while True:
+            offset = archive.size()
+            try:
+                with transaction.atomic():
+                    ids = list(done.order_by("id").select_for_update().values_list("id", flat=True)[:batch_size])
+                    if not ids:
+                        break
+                    # Items too, so an undo racing this chunk waits for it instead of deadlocking.
+                    list(ReviewItem.objects.filter(event_id__in=ids).select_for_update().values_list("id", flat=True))
+                    events = list(
+                        Event.objects.filter(id__in=ids)
+                        .select_related("source", "model_version", "review_item", "label")
+                        .prefetch_related("review_item__verdicts__reviewer")
+                        .order_by("id")
+                    )
+                    archive.write_chunk([event_record(e) for e in events])
+                    result.labels += Label.objects.filter(event_id__in=ids).delete()[0]
+                    Verdict.objects.filter(item__event_id__in=ids).delete()
+                    result.review_items += ReviewItem.objects.filter(event_id__in=ids).delete()[0]
+                    Event.objects.filter(id__in=ids).delete()
+                    chunk: dict[Source, list[int]] = {}
+                    for e in events:
+                        chunk.setdefault(e.source, []).append(e.pk)
+                    for chunk_source, chunk_ids in chunk.items():
+                        audit_record(
+                            actor=None,
+                            actor_label="system:archive",
+                            verb="events.archive",
+                            obj=chunk_source,
+                            after={
+                                "events": len(chunk_ids),
+                                "ids": [chunk_ids[0], chunk_ids[-1]],
+                                "received_before": before.isoformat(),
+                                "statuses": list(statuses),
+                                "file": str(out),
+                            },
+                        )
+                        result.by_source[chunk_source.name] = result.by_source.get(chunk_source.name, 0) + len(chunk_ids)
+                    result.events += len(events)
+            except BaseException:
+                archive.truncate(offset)  # this chunk's deletion did not commit: it stays in the database only
+                raise
+    finally:
+        archive.close()
+    return result

@@ -14,7 +14,10 @@ logger = get_task_logger(__name__)
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
-@shared_task(bind=True, autoretry_for=DATABASE_UNAVAILABLE, retry_backoff=True, max_retries=5)
+# Retries after 2, 4, 8, ... 64 s (two minutes in all), enough for a restart or a failover;
+# without jitter, because full jitter can draw several near-zero waits and spend every retry
+# while the database is still down. What outlasts them is left to the sweeper.
+@shared_task(bind=True, autoretry_for=DATABASE_UNAVAILABLE, retry_backoff=2, retry_jitter=False, max_retries=6)
 def score_events(self, event_ids: list[int]) -> int:
     # Logged before any work, so an operator (and the fault tests) can tell a batch that was
     # running when its worker died from one that was only prefetched.

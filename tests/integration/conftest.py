@@ -6,6 +6,7 @@ by skipping."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import random
@@ -84,23 +85,36 @@ def _reset_producer_pool(app) -> None:
     kombu.pools.reset()
 
 
-@pytest.fixture
-def redis_broker(_integration_services) -> Iterator[redis.Redis]:
-    """Switch this process's Celery app from eager mode to Redis, on a flushed database of its own."""
+@contextlib.contextmanager
+def celery_broker(url: str) -> Iterator[None]:
+    """Switch this process's Celery app from eager mode to the broker at url, and back."""
     from secai.celery import app
 
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
     keys = ("broker_url", "task_always_eager", "broker_transport_options")
     saved = {key: app.conf[key] for key in keys}
     _reset_producer_pool(app)
-    app.conf.update(broker_url=REDIS_URL, task_always_eager=False, broker_transport_options={"visibility_timeout": 3600})
-    assert app.conf.broker_url == REDIS_URL, "CELERY_BROKER_URL in the environment overrides the test broker"
+    app.conf.update(
+        broker_url=url,
+        task_always_eager=False,
+        broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 5, "socket_timeout": 10},
+    )
+    assert app.conf.broker_url == url, "CELERY_BROKER_URL in the environment overrides the test broker"
     try:
-        yield client
+        yield
     finally:
         _reset_producer_pool(app)
         app.conf.update(saved)
+
+
+@pytest.fixture
+def redis_broker(_integration_services) -> Iterator[redis.Redis]:
+    """This process's Celery app on Redis, on a flushed database of its own."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        with celery_broker(REDIS_URL):
+            yield client
+    finally:
         client.flushdb()
         client.close()
 

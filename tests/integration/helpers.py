@@ -4,8 +4,10 @@ the workers, and the exactly-once invariants of scoring."""
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 
+import redis
 import requests
 from django.db.models import Count
 from rest_framework.authtoken.models import Token
@@ -95,3 +97,21 @@ def assert_scored_once_with_one_item_per_flagged_event(ids: list[int], champion:
 def batches_started(worker: Worker) -> dict[str, tuple[int, int]]:
     """task id -> (lowest, highest) event id, for every scoring batch the worker began to run."""
     return {m["id"]: (int(m["first"]), int(m["last"])) for m in _BATCH_STARTED.finditer(worker.log())}
+
+
+def wait_drained(queue: redis.Redis, workers: list[Worker]) -> None:
+    """Every scoring message handled: the queue empty, none unacknowledged, none running, twice."""
+
+    def drained() -> bool:
+        return (
+            queue.llen("scoring") == 0
+            and queue.hlen("unacked") == 0
+            and all(set(w.received(SCORE)) == set(w.succeeded(SCORE)) for w in workers)
+        )
+
+    wait_until(
+        lambda: drained() and (time.sleep(1) or drained()),
+        timeout=90,
+        what="every scoring message to be handled",
+        on_timeout=lambda: "\n".join(w.log_tail() for w in workers),
+    )

@@ -3,6 +3,7 @@ rows made without training when a test needs only their stored figures."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from models_registry import drift, ml
+from models_registry import drift, ml, services
 from models_registry.models import ModelVersion
 from reviews.choices import EventStatus, LabelOrigin
 from reviews.models import Event, Label, Source
@@ -136,3 +137,30 @@ def toy_drift_reference(n: int = 4000, seed: int = 0) -> dict:
     X = ml.frame_from_rows(rows, spec)
     scores = 1 / (1 + np.exp(-X["x1"].to_numpy()))
     return drift.reference_build(X, numeric=spec.numeric, categorical=spec.categorical, scores=scores, score_basis="constructed")
+
+
+def damage(model: ModelVersion) -> bytes:
+    """Flip bytes in the middle of the file (same size, new content); return the original."""
+    path = Path(model.artifact_path)
+    original = path.read_bytes()
+    middle = len(original) // 2
+    path.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle : middle + 64]) + original[middle + 64 :])
+    return original
+
+
+def second_champion(source, carol) -> ModelVersion:
+    """v2: the same trained bundle under its own file, promoted, so v1 becomes the earlier champion."""
+    v1 = ModelVersion.objects.get(source=source, status="champion")
+    path = Path(v1.artifact_path).with_name("v2-copy.skops")
+    shutil.copy(v1.artifact_path, path)
+    v2 = ModelVersion.objects.create(
+        source=source,
+        version=2,
+        algorithm=v1.algorithm,
+        feature_schema=v1.feature_schema,
+        training_manifest=v1.training_manifest,
+        artifact_path=str(path),
+        sha256=v1.sha256,
+        status="candidate",
+    )
+    return services.model_promote(model=v2, actor=carol, reason="second model")

@@ -2,7 +2,6 @@
 champion, and the admins see an alert and an audit entry. (tests/integration/test_faults.py
 does the same with a real worker process.)"""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,39 +13,13 @@ from models_registry.selectors import monitoring_alerts_current
 from reviews.models import AuditEntry, Event
 from reviews.services import ServiceError, events_ingest, events_score
 from tests.conftest import NSL_LIVE, nsl_events
+from tests.models_registry.helpers import damage, second_champion
 
 pytestmark = pytest.mark.django_db
 
 
 def champion(source) -> ModelVersion:
     return ModelVersion.objects.get(source=source, status="champion")
-
-
-def damage(model: ModelVersion) -> bytes:
-    """Flip bytes in the middle of the file (same size, new content); return the original."""
-    path = Path(model.artifact_path)
-    original = path.read_bytes()
-    middle = len(original) // 2
-    path.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle : middle + 64]) + original[middle + 64 :])
-    return original
-
-
-def second_champion(source, carol) -> ModelVersion:
-    """v2: the same trained bundle under its own file, promoted, so v1 becomes the earlier champion."""
-    v1 = champion(source)
-    path = Path(v1.artifact_path).with_name("v2-copy.skops")
-    shutil.copy(v1.artifact_path, path)
-    v2 = ModelVersion.objects.create(
-        source=source,
-        version=2,
-        algorithm=v1.algorithm,
-        feature_schema=v1.feature_schema,
-        training_manifest=v1.training_manifest,
-        artifact_path=str(path),
-        sha256=v1.sha256,
-        status="candidate",
-    )
-    return services.model_promote(model=v2, actor=carol, reason="second model")
 
 
 def score_new(source, n: int, prefix: str) -> list[int]:
