@@ -62,7 +62,7 @@ def champion_bundle(source_id: int) -> tuple[int, dict[str, Any]] | None:
     failure is recorded for the admins. None when no model can score (the events wait)."""
     champion = (
         ModelVersion.objects.filter(source_id=source_id, status=ModelStatus.CHAMPION)
-        .values("id", "version", "artifact_path", "sha256")
+        .values("id", "artifact_path", "sha256")
         .first()
     )
     if champion is None:

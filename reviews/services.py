@@ -361,30 +361,33 @@ class _ClaimRace(Exception):
     """A concurrent transaction of the same reviewer claimed another item first."""
 
 
-def _claims_release_others(*, reviewer, keep_pk: int | None = None) -> None:
-    """Put the reviewer's claimed items other than keep_pk (live or expired) back in the queue.
+def _claims_release_others(*, reviewer, why: str, keep_pk: int | None = None, only: Q | None = None) -> None:
+    """Put the reviewer's claimed items other than keep_pk (those matching `only`, if given) back
+    in the queue.
 
     A reviewer holds one claim at a time (a partial unique index on claimed_by where the state is
     'claimed'), so taking an item gives up the one held before."""
     held = ReviewItem.objects.filter(state=ReviewState.CLAIMED, claimed_by=reviewer)
     if keep_pk is not None:
         held = held.exclude(pk=keep_pk)
+    if only is not None:
+        held = held.filter(only)
     for pk in list(held.values_list("pk", flat=True)):
         if ReviewItem.objects.filter(pk=pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
             state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
         ):
-            audit_record(
-                actor=reviewer, verb="item.release", obj=ReviewItem(pk=pk), after={"reason": f"claimed item {keep_pk} instead"}
-            )
+            audit_record(actor=reviewer, verb="item.release", obj=ReviewItem(pk=pk), after={"reason": why})
 
 
-def _review_item_take(*, item: ReviewItem, reviewer) -> ReviewItem:
+def _review_item_take(*, item: ReviewItem, reviewer, release_held: bool) -> ReviewItem:
     """One attempt at claiming item; raises _ClaimRace when the unique index refuses the claim
-    because another transaction of this reviewer committed a claim in the meantime."""
+    because another transaction of this reviewer holds a claim (committed, or committing now).
+    With release_held, a claim the reviewer holds on another item goes back to the queue first."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
     with transaction.atomic():
-        _claims_release_others(reviewer=reviewer, keep_pk=item.pk)
+        if release_held:
+            _claims_release_others(reviewer=reviewer, keep_pk=item.pk, why=f"claimed item {item.pk} instead")
         try:
             with transaction.atomic():
                 won = (
@@ -408,7 +411,7 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
         raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
     for _attempt in range(3):
         try:
-            return _review_item_take(item=item, reviewer=reviewer)
+            return _review_item_take(item=item, reviewer=reviewer, release_held=True)
         except _ClaimRace:
             continue  # the reviewer claimed something else at the same instant: release it and retry
     raise ItemConflict("You are claiming other items at this moment; try again.", field="state")
@@ -421,21 +424,35 @@ def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewI
     same item: each attempt first looks for the reviewer's live claim, and when two attempts
     claim different items at once the unique index lets one commit and the other starts over,
     finding the first one's claim. A claim outside `source`, or one that has expired, goes back
-    to the queue before a new item is taken."""
-    from reviews.selectors import review_item_current_claim, review_item_next_candidates
+    to the queue before a new item is taken; a live claim inside `source` never does, since it
+    may be the one a parallel call has just committed."""
+    from reviews.selectors import review_item_current_claim, review_item_next_candidates, review_item_open_for
 
-    for _attempt in range(5):
+    for _attempt in range(10):
         with transaction.atomic():
             current = review_item_current_claim(reviewer=reviewer, source=source)
             if current is not None:
                 return current
-            _claims_release_others(reviewer=reviewer)
+            stale = Q(claim_expires_at__lt=timezone.now())
+            if source is not None:
+                stale |= ~Q(source=source)
+            _claims_release_others(
+                reviewer=reviewer, only=stale, why="expired, or outside the source asked for: claim-next took another"
+            )
             candidates = list(review_item_next_candidates(source=source, reviewer=reviewer))
             if not candidates:
-                return None
+                if not connection.features.has_select_for_update_skip_locked:
+                    return None
+                if not review_item_open_for(source=source, reviewer=reviewer).exists():
+                    return None  # nothing open at all
+                # Every open item is locked by calls still deciding (perhaps a parallel call of
+                # this reviewer, about to commit its claim): wait for the first to settle and look
+                # again, rather than tell the reviewer the queue is empty.
+                list(review_item_next_candidates(source=source, reviewer=reviewer, skip_locked=False))
+                continue
             for candidate in candidates:
                 try:
-                    return _review_item_take(item=candidate, reviewer=reviewer)
+                    return _review_item_take(item=candidate, reviewer=reviewer, release_held=False)
                 except _ClaimRace:
                     break  # a parallel call of this reviewer won: the next attempt returns its item
                 except ItemConflict:
@@ -587,7 +604,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
         Label.objects.filter(event_id=item.event_id, verdict_id=verdict.pk).delete()
         # The item returns to the reviewer's claim; the item the console handed them next goes
         # back to the queue (one claim per reviewer).
-        _claims_release_others(reviewer=reviewer, keep_pk=item.pk)
+        _claims_release_others(reviewer=reviewer, keep_pk=item.pk, why=f"took item {item.pk} back with an undo")
         ReviewItem.objects.filter(pk=item.pk).update(
             state=ReviewState.CLAIMED,
             claimed_by=reviewer,
