@@ -345,14 +345,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load(path: Path, expected_sha256: str) -> dict[str, Any]:
-    """Load a bundle after checking its sha256 and that it holds only scikit-learn/numpy types."""
+def verify(path: Path, expected_sha256: str) -> None:
+    """Raise ModelIntegrityError unless the file is readable and has the expected sha256."""
     try:
         actual = sha256_of(path)
     except OSError as exc:
         raise ModelIntegrityError(f"cannot read model file {path}: {exc}") from exc
     if actual != expected_sha256:
         raise ModelIntegrityError(f"sha256 mismatch for {path}: expected {expected_sha256}, found {actual}")
+
+
+def load(path: Path, expected_sha256: str) -> dict[str, Any]:
+    """Load a bundle after checking its sha256 and that it holds only scikit-learn/numpy types."""
+    verify(path, expected_sha256)
     untrusted = sio.get_untrusted_types(file=path)
     foreign = [t for t in untrusted if not (t.startswith(_TRUSTED_PREFIXES) or t in _TRUSTED_EXACT)]
     if foreign:

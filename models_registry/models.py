@@ -33,6 +33,10 @@ class ModelVersion(models.Model):
     # Every status change of this row: [{"at", "status", "by", "reason"}], so the row itself says who
     # promoted, rejected or retired it and why (the audit trail says the same, across all objects).
     history = models.JSONField(default=list, blank=True)
+    # Set when the model file failed its sha256 check (a worker refused to load it, or the periodic
+    # check found it changed) and cleared when it checks out again; admins see it as an alert.
+    integrity_failed_at = models.DateTimeField(null=True, blank=True)
+    integrity_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["source_id", "-version"]

@@ -32,6 +32,24 @@ def champion_of(*, source: Source) -> ModelVersion | None:
     return ModelVersion.objects.filter(source=source, status=ModelStatus.CHAMPION).first()
 
 
+def previous_champions(*, source_id: int, exclude_pk: int | None = None) -> QuerySet[ModelVersion]:
+    """Retired models that were champions once, the most recently promoted first."""
+    qs = ModelVersion.objects.filter(source_id=source_id, status=ModelStatus.RETIRED, promoted_at__isnull=False)
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    return qs.order_by("-promoted_at")
+
+
+def training_runs_waiting(*, older_than: datetime) -> list[int]:
+    """Training runs created before older_than that no worker has started: their message was
+    lost (the broker was down when the run was requested, or went down before delivering it)."""
+    return list(
+        ModelVersion.objects.filter(status=ModelStatus.TRAINING, started_at__isnull=True, created_at__lt=older_than)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def learning_settings_get(*, source: Source) -> LearningSettings:
     """The source's settings, or (unsaved) the installation defaults when an admin never set any."""
     found = LearningSettings.objects.filter(source=source).select_related("periodic_task").first()
@@ -141,20 +159,43 @@ def monitoring_history(*, source: Source, limit: int = 60) -> list[MonitoringSna
 
 def monitoring_alerts_current() -> list[dict[str, Any]]:
     """For every source, the alerts of its latest snapshot (sources whose latest snapshot is clean
-    are left out), with the source's propose-only flag."""
+    are left out) and a champion whose model file failed its integrity check, with the source's
+    propose-only flag."""
     latest = MonitoringSnapshot.objects.filter(source=OuterRef("pk")).order_by("-created_at", "-id").values("id")[:1]
     latest_ids = Source.objects.annotate(latest=Subquery(latest)).exclude(latest=None).values("latest")
     snapshots = MonitoringSnapshot.objects.filter(id__in=latest_ids).exclude(alerts=[]).select_related("source")
     propose_only = dict(LearningSettings.objects.filter(propose_only=True).values_list("source_id", "propose_only_since"))
-    return [
+    damaged = ModelVersion.objects.filter(status=ModelStatus.CHAMPION, integrity_failed_at__isnull=False).select_related("source")
+    integrity = [
         {
-            "source": s.source.name,
-            "alerts": s.alerts,
-            "at": s.created_at,
-            "propose_only": s.source_id in propose_only,
+            "source": m.source.name,
+            "alerts": [
+                {
+                    "code": "model_integrity",
+                    "message": (
+                        f"the model file of champion v{m.version} failed its integrity check and is refused; "
+                        f"scoring continues with the last good champion. Restore the file, roll back or retrain. ({m.integrity_error})"
+                    ),
+                }
+            ],
+            "at": m.integrity_failed_at,
+            "propose_only": m.source_id in propose_only,
         }
-        for s in snapshots.order_by("source__name")
+        for m in damaged
     ]
+    return sorted(
+        integrity
+        + [
+            {
+                "source": s.source.name,
+                "alerts": s.alerts,
+                "at": s.created_at,
+                "propose_only": s.source_id in propose_only,
+            }
+            for s in snapshots
+        ],
+        key=lambda entry: entry["source"],
+    )
 
 
 # ---------------------------------------------------------------- tuning

@@ -120,7 +120,11 @@ def model_train(*, model: ModelVersion) -> ModelVersion:
     """Train, validate against the champion on the same held-out labels, then promote or reject.
     Any failure is written on the row (status, error, log) rather than lost in a worker log."""
     log: list[str] = []
-    ModelVersion.objects.filter(pk=model.pk).update(started_at=timezone.now())
+    # Compare-and-set on started_at: of two deliveries of one run (a redelivered message, the
+    # reaper re-enqueueing a run whose first message was slow), only one trains.
+    if not ModelVersion.objects.filter(pk=model.pk, started_at__isnull=True).update(started_at=timezone.now()):
+        model.refresh_from_db()
+        return model
     try:
         _train(model, log)
     except TrainingRefused as exc:
@@ -396,6 +400,10 @@ def model_promote(*, model: ModelVersion, actor, reason: str, actor_label: str =
             raise ServiceError(f"a model in state {model.status} cannot be promoted", field="status")
         if model.status == ModelStatus.CHAMPION:
             raise ItemConflict("this model is already the champion", field="status")
+        try:
+            ml.verify(Path(model.artifact_path), model.sha256)
+        except ml.ModelIntegrityError as exc:
+            raise ServiceError(f"v{model.version} cannot be promoted: its model file failed the integrity check ({exc})") from exc
         previous = ModelVersion.objects.filter(source_id=model.source_id, status=ModelStatus.CHAMPION).first()
         label = actor_label or (actor.get_username() if actor else "system")
         if previous is not None:
@@ -438,12 +446,7 @@ def model_rollback(*, model: ModelVersion, actor, reason: str) -> ModelVersion:
         current = ModelVersion.objects.get(pk=model.pk)
         if current.status != ModelStatus.CHAMPION:
             raise ItemConflict("only the current champion can be rolled back", field="status")
-        previous = (
-            ModelVersion.objects.filter(source_id=model.source_id, status=ModelStatus.RETIRED, promoted_at__isnull=False)
-            .exclude(pk=model.pk)
-            .order_by("-promoted_at")
-            .first()
-        )
+        previous = selectors.previous_champions(source_id=model.source_id, exclude_pk=model.pk).first()
         if previous is None:
             raise ServiceError("there is no earlier champion to roll back to", field="status")
         restored = model_promote(model=previous, actor=actor, reason=f"rollback from v{current.version}: {reason}")
@@ -455,6 +458,57 @@ def model_rollback(*, model: ModelVersion, actor, reason: str) -> ModelVersion:
             after={"status": ModelStatus.RETIRED, "restored_version": restored.version, "reason": reason},
         )
     return restored
+
+
+# ---------------------------------------------------------------- model file integrity
+
+
+def _integrity_set(*, model_id: int, failed: bool, error: str = "", after: dict[str, Any] | None = None) -> bool:
+    # Any number of workers may find the same bad file: the compare-and-set on
+    # integrity_failed_at writes one audit entry per change, not one per worker or per batch.
+    with transaction.atomic():
+        won = ModelVersion.objects.filter(pk=model_id, integrity_failed_at__isnull=failed).update(
+            integrity_failed_at=timezone.now() if failed else None, integrity_error=error[:2000]
+        )
+        if won:
+            audit_record(
+                actor=None,
+                actor_label="system:integrity",
+                verb="model.integrity_failed" if failed else "model.integrity_restored",
+                obj=ModelVersion.objects.get(pk=model_id),
+                after=after,
+            )
+    return bool(won)
+
+
+def model_integrity_failed(*, model_id: int, error: str, scoring_with: str = "") -> bool:
+    """Record that a model file failed its check; returns whether this call recorded it."""
+    return _integrity_set(
+        model_id=model_id, failed=True, error=error, after={"error": error[:2000], "scoring_with": scoring_with}
+    )
+
+
+def model_integrity_restored(*, model_id: int) -> bool:
+    """The file checks out again (restored from a backup): clear the alert, once."""
+    return _integrity_set(model_id=model_id, failed=False)
+
+
+def model_files_verify() -> list[int]:
+    """Check every champion's file against its sha256, so a file damaged on disk is reported
+    even while the workers score with the copy they loaded before; returns the ids that failed."""
+    failed = []
+    for model in ModelVersion.objects.filter(status=ModelStatus.CHAMPION).only(
+        "id", "artifact_path", "sha256", "integrity_failed_at"
+    ):
+        try:
+            ml.verify(Path(model.artifact_path), model.sha256)
+        except ml.ModelIntegrityError as exc:
+            failed.append(model.pk)
+            model_integrity_failed(model_id=model.pk, error=str(exc), scoring_with="workers keep the copy they have loaded")
+        else:
+            if model.integrity_failed_at is not None:
+                model_integrity_restored(model_id=model.pk)
+    return failed
 
 
 def training_reap_stale() -> int:

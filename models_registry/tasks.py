@@ -3,9 +3,11 @@ duplicated beat or a redelivered message is harmless because training_start refu
 per source (a partial unique index) and a run that has started is not started again."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.db import transaction
+from django.utils import timezone
 
 from models_registry import monitoring, selectors, services
 from models_registry.models import LearningSettings, ModelVersion
@@ -27,8 +29,21 @@ def training_request(*, source: Source, triggered_by: str, actor=None) -> ModelV
     Raises services.TrainingConflict when a run for the source is already in flight."""
     with transaction.atomic():
         model = services.training_start(source=source, triggered_by=triggered_by, actor=actor)
-        transaction.on_commit(lambda: train_model.delay(model.pk))
+        transaction.on_commit(lambda: _enqueue_training(model.pk))
     return model
+
+
+# A run whose message has not been picked up after this long is sent again by the reaper.
+TRAINING_RESEND_AFTER = timedelta(minutes=2)
+
+
+def _enqueue_training(model_id: int) -> None:
+    """The run's row is committed before this is called; if the broker is down, the reaper sends
+    the run again once it is back, and the request that asked for the run still succeeds."""
+    try:
+        train_model.delay(model_id)
+    except Exception:
+        logger.exception("could not enqueue training run %s; reap_stale_training will send it again", model_id)
 
 
 def _start_and_enqueue(source: Source, triggered_by: str) -> int | None:
@@ -72,7 +87,14 @@ def retrain_if_enough_verdicts(source_id: int) -> int | None:
 
 @shared_task
 def reap_stale_training() -> int:
+    for model_id in selectors.training_runs_waiting(older_than=timezone.now() - TRAINING_RESEND_AFTER):
+        _enqueue_training(model_id)
     return services.training_reap_stale()
+
+
+@shared_task
+def verify_model_files() -> list[int]:
+    return services.model_files_verify()
 
 
 @shared_task

@@ -134,6 +134,13 @@ class ReviewItem(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["state", "-priority", "created_at"], name="item_queue_order")]
+        constraints = [
+            # One claim per reviewer, enforced by the database so that parallel claim-next calls
+            # of one reviewer (two tabs, a double click) cannot leave them holding two items.
+            models.UniqueConstraint(
+                fields=["claimed_by"], condition=Q(state=ReviewState.CLAIMED), name="item_one_claim_per_reviewer"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"review of {self.event}"

@@ -92,19 +92,24 @@ def verdict_last_undoable(*, reviewer) -> Verdict | None:
     )
 
 
-def review_item_next_candidates(*, reviewer, source: Source | None = None) -> QuerySet[ReviewItem]:
-    """Open items of the reviewer's sources in queue order to try to claim. On PostgreSQL the first
-    row no other transaction holds is locked and returned alone (locking more would hide rows from
-    concurrent reviewers); elsewhere a few candidates are returned and the compare-and-set claim
-    picks the first it wins."""
+def review_item_open_for(*, reviewer, source: Source | None = None) -> QuerySet[ReviewItem]:
+    """Open items of the reviewer's sources that they may take, in queue order (no locks)."""
     qs = scoped_to_reviewer(ReviewItem.objects.filter(state=ReviewState.OPEN), viewer=reviewer)
     if source is not None:
         qs = qs.filter(source=source)
     # a four-eyes item waiting for its second opinion is not handed back to the first reviewer
     qs = qs.exclude(pk__in=Verdict.objects.filter(reviewer=reviewer, undone_at__isnull=True).values("item_id"))
-    qs = qs.order_by(*QUEUE_ORDER)
+    return qs.order_by(*QUEUE_ORDER)
+
+
+def review_item_next_candidates(*, reviewer, source: Source | None = None, skip_locked: bool = True) -> QuerySet[ReviewItem]:
+    """Open items of the reviewer's sources in queue order to try to claim. On PostgreSQL the first row no other transaction
+    holds is locked and returned alone (locking more would hide rows from concurrent reviewers);
+    with skip_locked=False the first row is locked even if that means waiting for its holder.
+    Elsewhere a few candidates are returned and the compare-and-set claim picks the first it wins."""
+    qs = review_item_open_for(source=source, reviewer=reviewer)
     if connection.features.has_select_for_update_skip_locked:
-        return qs.select_for_update(skip_locked=True)[:1]
+        return qs.select_for_update(skip_locked=skip_locked)[:1]
     return qs[:5]
 
 

@@ -6,12 +6,13 @@ import json
 import logging
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from reviews import roles
@@ -423,19 +424,46 @@ def _claim_filter(reviewer, now) -> Q:
     )
 
 
-def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
-    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL."""
-    _require_reviewable(item, reviewer)
+class _ClaimRace(Exception):
+    """A concurrent transaction of the same reviewer claimed another item first."""
+
+
+def _claims_release_others(*, reviewer, why: str, keep_pk: int | None = None, only: Q | None = None) -> None:
+    """Put the reviewer's claimed items other than keep_pk (those matching `only`, if given) back
+    in the queue.
+
+    A reviewer holds one claim at a time (a partial unique index on claimed_by where the state is
+    'claimed'), so taking an item gives up the one held before."""
+    held = ReviewItem.objects.filter(state=ReviewState.CLAIMED, claimed_by=reviewer)
+    if keep_pk is not None:
+        held = held.exclude(pk=keep_pk)
+    if only is not None:
+        held = held.filter(only)
+    for pk in list(held.values_list("pk", flat=True)):
+        if ReviewItem.objects.filter(pk=pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
+            state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
+        ):
+            audit_record(actor=reviewer, verb="item.release", obj=ReviewItem(pk=pk), after={"reason": why})
+
+
+def _review_item_take(*, item: ReviewItem, reviewer, release_held: bool) -> ReviewItem:
+    """One attempt at claiming item; raises _ClaimRace when the unique index refuses the claim
+    because another transaction of this reviewer holds a claim (committed, or committing now).
+    With release_held, a claim the reviewer holds on another item goes back to the queue first."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
-    if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
-        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
     with transaction.atomic():
-        won = (
-            ReviewItem.objects.filter(pk=item.pk)
-            .filter(_claim_filter(reviewer, now))
-            .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
-        )
+        if release_held:
+            _claims_release_others(reviewer=reviewer, keep_pk=item.pk, why=f"claimed item {item.pk} instead")
+        try:
+            with transaction.atomic():
+                won = (
+                    ReviewItem.objects.filter(pk=item.pk)
+                    .filter(_claim_filter(reviewer, now))
+                    .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
+                )
+        except IntegrityError as exc:
+            raise _ClaimRace from exc
         item.refresh_from_db()
         if not won:
             raise _conflict_for(item, reviewer)
@@ -443,21 +471,58 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
     return item
 
 
-def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewItem | None:
-    """Hand the reviewer their current claim, or the highest-priority open item nobody holds."""
-    from reviews.selectors import review_item_current_claim, review_item_next_candidates
+def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
+    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL.
+    A claim the reviewer held on another item goes back to the queue."""
+    _require_reviewable(item, reviewer)
+    if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
+        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
+    for _attempt in range(3):
+        try:
+            return _review_item_take(item=item, reviewer=reviewer, release_held=True)
+        except _ClaimRace:
+            continue  # the reviewer claimed something else at the same instant: release it and retry
+    raise ItemConflict("You are claiming other items at this moment; try again.", field="state")
 
-    current = review_item_current_claim(reviewer=reviewer, source=source)
-    if current is not None:
-        return current
-    for _attempt in range(5):
+
+def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewItem | None:
+    """Hand the reviewer their current claim, or the highest-priority open item nobody holds.
+
+    Parallel calls of one reviewer (a double click, two tabs, a retried request) all return the
+    same item: each attempt first looks for the reviewer's live claim, and when two attempts
+    claim different items at once the unique index lets one commit and the other starts over,
+    finding the first one's claim. A claim outside `source`, or one that has expired, goes back
+    to the queue before a new item is taken; a live claim inside `source` never does, since it
+    may be the one a parallel call has just committed."""
+    from reviews.selectors import review_item_current_claim, review_item_next_candidates, review_item_open_for
+
+    for _attempt in range(10):
         with transaction.atomic():
+            current = review_item_current_claim(reviewer=reviewer, source=source)
+            if current is not None:
+                return current
+            stale = Q(claim_expires_at__lt=timezone.now())
+            if source is not None:
+                stale |= ~Q(source=source)
+            _claims_release_others(
+                reviewer=reviewer, only=stale, why="expired, or outside the source asked for: claim-next took another"
+            )
             candidates = list(review_item_next_candidates(source=source, reviewer=reviewer))
             if not candidates:
-                return None
+                if not connection.features.has_select_for_update_skip_locked:
+                    return None
+                if not review_item_open_for(source=source, reviewer=reviewer).exists():
+                    return None  # nothing open at all
+                # Every open item is locked by calls still deciding (perhaps a parallel call of
+                # this reviewer, about to commit its claim): wait for the first to settle and look
+                # again, rather than tell the reviewer the queue is empty.
+                list(review_item_next_candidates(source=source, reviewer=reviewer, skip_locked=False))
+                continue
             for candidate in candidates:
                 try:
-                    return review_item_claim(item=candidate, reviewer=reviewer)
+                    return _review_item_take(item=candidate, reviewer=reviewer, release_held=False)
+                except _ClaimRace:
+                    break  # a parallel call of this reviewer won: the next attempt returns its item
                 except ItemConflict:
                     continue  # another reviewer won this one between our read and our update
     return None
@@ -535,6 +600,12 @@ def verdict_submit(
     if roles.is_admin(reviewer):
         takeable |= Q(state=ReviewState.ESCALATED)
     with transaction.atomic():
+        # Someone else's expired claim counts as open. Reopening it first keeps the item out of
+        # the 'claimed' state while this reviewer decides it, so a reviewer who holds a claim on
+        # another item does not briefly hold two (one claim per reviewer is a unique index).
+        ReviewItem.objects.filter(pk=item.pk, state=ReviewState.CLAIMED, claim_expires_at__lt=now).exclude(
+            claimed_by=reviewer
+        ).update(state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None)
         won = ReviewItem.objects.filter(pk=item.pk).filter(takeable).update(claimed_by=reviewer, claim_expires_at=None)
         item.refresh_from_db()
         if not won:
@@ -662,6 +733,9 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
             )
         before_state = item.state
         Label.objects.filter(event_id=item.event_id, verdict_id=verdict.pk).delete()
+        # The item returns to the reviewer's claim; the item the console handed them next goes
+        # back to the queue (one claim per reviewer).
+        _claims_release_others(reviewer=reviewer, keep_pk=item.pk, why=f"took item {item.pk} back with an undo")
         ReviewItem.objects.filter(pk=item.pk).update(
             state=ReviewState.CLAIMED,
             claimed_by=reviewer,
@@ -721,3 +795,96 @@ def _maybe_retrain(source_id: int) -> None:
         retrain_if_enough_verdicts.delay(source_id)
     except Exception:  # the nightly schedule retrains anyway
         logger.exception("could not enqueue the verdict-count retrain check")
+
+
+# ---------------------------------------------------------------- retention
+
+
+@dataclass
+class ArchiveResult:
+    events: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    labels: int = 0
+    review_items: int = 0
+
+
+def events_archive(
+    *,
+    before: datetime,
+    out: Path | None,
+    statuses: tuple[str, ...] = ("cleared", "decided"),
+    source: Source | None = None,
+    batch_size: int = 1000,
+) -> ArchiveResult:
+    """Export to `out`, then delete, the events received before `before` whose work is done.
+
+    Chunk by chunk, in one transaction each: lock the events and their review items, write them
+    to the file and flush it to disk, delete them, commit. Nothing is deleted that is not on disk
+    first; if the deletion fails, the chunk is cut from the file again. An interrupted run can at
+    worst leave its last chunk both in the file and in the database. With out=None nothing is
+    written or deleted: the result counts what would be archived.
+    """
+    from reviews.archive import ARCHIVABLE, ArchiveFile, event_record
+
+    refused = set(statuses) - set(ARCHIVABLE)
+    if refused or not statuses:
+        raise ServiceError(f"only events in {', '.join(ARCHIVABLE)} can be archived, not {', '.join(sorted(refused))}", "status")
+    if before > timezone.now() - timedelta(days=1):
+        # Recent decisions can still be undone, and recent events are what monitoring compares.
+        raise ServiceError("--before must be at least a day ago", "before")
+    done = Event.objects.filter(status__in=statuses, received_at__lt=before)
+    if source is not None:
+        done = done.filter(source=source)
+    result = ArchiveResult()
+    if out is None:
+        for name, n in done.values_list("source__name").annotate(n=Count("id")).order_by("source__name"):
+            result.by_source[name] = n
+        result.events = sum(result.by_source.values())
+        return result
+    archive = ArchiveFile(out)
+    try:
+        while True:
+            offset = archive.size()
+            try:
+                with transaction.atomic():
+                    ids = list(done.order_by("id").select_for_update().values_list("id", flat=True)[:batch_size])
+                    if not ids:
+                        break
+                    # Items too, so an undo racing this chunk waits for it instead of deadlocking.
+                    list(ReviewItem.objects.filter(event_id__in=ids).select_for_update().values_list("id", flat=True))
+                    events = list(
+                        Event.objects.filter(id__in=ids)
+                        .select_related("source", "model_version", "review_item", "label")
+                        .prefetch_related("review_item__verdicts__reviewer")
+                        .order_by("id")
+                    )
+                    archive.write_chunk([event_record(e) for e in events])
+                    result.labels += Label.objects.filter(event_id__in=ids).delete()[0]
+                    Verdict.objects.filter(item__event_id__in=ids).delete()
+                    result.review_items += ReviewItem.objects.filter(event_id__in=ids).delete()[0]
+                    Event.objects.filter(id__in=ids).delete()
+                    chunk: dict[Source, list[int]] = {}
+                    for e in events:
+                        chunk.setdefault(e.source, []).append(e.pk)
+                    for chunk_source, chunk_ids in chunk.items():
+                        audit_record(
+                            actor=None,
+                            actor_label="system:archive",
+                            verb="events.archive",
+                            obj=chunk_source,
+                            after={
+                                "events": len(chunk_ids),
+                                "ids": [chunk_ids[0], chunk_ids[-1]],
+                                "received_before": before.isoformat(),
+                                "statuses": list(statuses),
+                                "file": str(out),
+                            },
+                        )
+                        result.by_source[chunk_source.name] = result.by_source.get(chunk_source.name, 0) + len(chunk_ids)
+                    result.events += len(events)
+            except BaseException:
+                archive.truncate(offset)  # this chunk's deletion did not commit: it stays in the database only
+                raise
+    finally:
+        archive.close()
+    return result

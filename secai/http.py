@@ -10,7 +10,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
 from rest_framework.parsers import JSONParser
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,17 @@ class StrictJSONParser(JSONParser):
         return data
 
 
+# How long a client should wait before retrying while the database is unreachable; a restart
+# or failover takes seconds, and the connection health checks reconnect on the next request.
+RETRY_AFTER_SECONDS = 5
+
+
 class ApiErrorMiddleware:
     """Under /api/, answers that Django itself produces (an unknown URL, a body over
     DATA_UPLOAD_MAX_MEMORY_SIZE, an unexpected exception) come in the API's JSON error shape
-    instead of an HTML page."""
+    instead of an HTML page. A database that cannot be reached is a 503 with Retry-After, on
+    every page: the request changed nothing (its transaction never committed), so retrying it is
+    safe, and an ingestion client that retries a batch gets its events reported as duplicates."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -85,6 +93,18 @@ class ApiErrorMiddleware:
         return response
 
     def process_exception(self, request, exception):
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            logger.warning("database unavailable on %s: %s", request.path, exception)
+            if request.path.startswith("/api/"):
+                response = JsonResponse(
+                    {"errors": [{"field": "non_field_errors", "message": "the database is unavailable; retry shortly"}]},
+                    status=503,
+                )
+            else:
+                response = HttpResponse("The database is briefly unavailable; retry in a few seconds.\n", status=503)
+                response["Content-Type"] = "text/plain; charset=utf-8"
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         if not request.path.startswith("/api/"):
             return None
         if isinstance(exception, RequestDataTooBig):

@@ -91,7 +91,9 @@ TEMPLATES = [
 ]
 
 _default_db = f"sqlite:///{VAR_DIR / 'secai.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=60)}
+# Persistent connections are checked before each request or task reuses them, so web and worker
+# processes get past a PostgreSQL restart without being restarted themselves.
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so a read-then-write transaction
     # (claiming work, scoring a batch) cannot interleave with another writer on SQLite.
@@ -176,7 +178,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": 3600}
+    # A broker that stopped answering must not hold an ingestion request: the event is committed
+    # already and the sweeper enqueues it later, so the publish gives up after a few seconds.
+    else {"visibility_timeout": 3600, "socket_connect_timeout": 5, "socket_timeout": 10}
 )
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -192,11 +196,13 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_DEFAULT_QUEUE = "scoring"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+SECAI_SWEEP_EVERY_SECONDS = env_int("SECAI_SWEEP_EVERY_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-unscored-events": {"task": "reviews.tasks.sweep_unscored_events", "schedule": 30.0},
+    "sweep-unscored-events": {"task": "reviews.tasks.sweep_unscored_events", "schedule": float(SECAI_SWEEP_EVERY_SECONDS)},
     "expire-review-claims": {"task": "reviews.tasks.expire_claims", "schedule": 60.0},
-    "reap-stale-training": {"task": "models_registry.tasks.reap_stale_training", "schedule": 600.0},
+    "reap-stale-training": {"task": "models_registry.tasks.reap_stale_training", "schedule": 120.0},
     "retrain-all-sources": {"task": "models_registry.tasks.retrain_all_sources", "schedule": crontab(minute=0, hour=3)},
+    "verify-model-files": {"task": "models_registry.tasks.verify_model_files", "schedule": 300.0},
     "monitor-sources": {"task": "models_registry.tasks.monitor_sources", "schedule": crontab(minute=15)},
     "sweep-deliveries": {"task": "actions.tasks.sweep_deliveries", "schedule": 10.0},
     "apply-deadlines": {"task": "actions.tasks.apply_deadlines", "schedule": 60.0},

@@ -61,7 +61,7 @@ def test_sigkill_mid_delivery_then_replay_applies_each_action_once(deny_source, 
     settings.SECAI_DELIVERY_LEASE_SECONDS = 3  # the test process's sweeper judges leases like the workers
     settings.SECAI_SWEEP_AFTER_SECONDS = 0
     receiver.hang_seconds = 1.5  # every call is held, so the kill lands while calls are in flight
-    first = secai_worker(concurrency=2, extra_env=FAST)
+    first = secai_worker(concurrency=2, env=FAST)
     items = approve_items(deny_source, alice, 10)
     ids = list(Delivery.objects.filter(kind="execute").values_list("id", flat=True))
     assert len(ids) == 10
@@ -70,7 +70,7 @@ def test_sigkill_mid_delivery_then_replay_applies_each_action_once(deny_source, 
     in_flight = Delivery.objects.filter(pk__in=ids, state="sending").count()
     assert in_flight >= 1, states(ids)
     receiver.hang_seconds = 0
-    second = secai_worker(concurrency=2, extra_env=FAST)
+    second = secai_worker(concurrency=2, env=FAST)
 
     def all_delivered() -> bool:
         services.deliveries_sweep()  # what beat runs every 10 s: due rows and expired leases
@@ -108,7 +108,7 @@ def test_sigkill_mid_delivery_then_replay_applies_each_action_once(deny_source, 
 
 def test_retries_with_backoff_then_reversal_through_the_worker(deny_source, receiver, alice, secai_worker):
     receiver.fail_first = 2
-    worker = secai_worker(concurrency=1, extra_env=FAST)
+    worker = secai_worker(concurrency=1, env=FAST)
     [item] = approve_items(deny_source, alice, 1)
     execution = Delivery.objects.get(event=item.event, kind="execute")
     wait_until(
@@ -156,7 +156,7 @@ def test_act_then_review_from_scoring_to_reversal_with_subscribers(
 ):
     """Events posted over HTTP are scored by the worker; act-then-review actions go out at once
     from the `actions` queue, subscribers hear every opened item, an overturn over the API reverses."""
-    from tests.integration.test_worker_pipeline import http, post_events
+    from tests.integration.helpers import http, post_events
 
     trained_source.api_clients.add(ingest)
     for name in ("step_up", "deny", "block"):
@@ -166,7 +166,7 @@ def test_act_then_review_from_scoring_to_reversal_with_subscribers(
     services.subscription_save(
         actor=carol, name="soar", url=f"{receiver.url}/events", secret=SECRET, topics=["item.opened", "item.decided"]
     )
-    worker = secai_worker(concurrency=2, extra_env=FAST)
+    worker = secai_worker(concurrency=2, env=FAST)
     ids = post_events(live_server, ingest, [r for r, _ in nsl_events(NSL_LIVE, 300, prefix="atr")])
     items = ReviewItem.objects.filter(event_id__in=ids)
 

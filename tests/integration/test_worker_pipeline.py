@@ -8,107 +8,35 @@ import hashlib
 import os
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
-import requests
-from django.db.models import Count
-from rest_framework.authtoken.models import Token
+from django.db import connection, transaction
 
 from models_registry.choices import ModelStatus
 from models_registry.models import ModelVersion
 from reviews.choices import EventStatus, LabelOrigin, ReviewState
 from reviews.models import Event, Label, Policy, ReviewItem, Verdict
 from tests.conftest import NSL_LIVE, nsl_events
-from tests.integration.conftest import Worker, wait_until
+from tests.integration.conftest import PROCESS_APPNAME, wait_until
+from tests.integration.helpers import (
+    SCORE,
+    SCORED,
+    SWEEP,
+    TRAIN,
+    assert_scored_once_with_one_item_per_flagged_event,
+    batches_started,
+    champion_of,
+    events_scored_by,
+    http,
+    post_events,
+    wait_all_scored,
+    wait_task_runs,
+)
 
 # serialized_rollback: each test starts with what the migrations created (role groups and the
 # like), which the flush after a transactional test removes.
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-SCORE = "reviews.tasks.score_events"
-SWEEP = "reviews.tasks.sweep_unscored_events"
-TRAIN = "models_registry.tasks.train_model"
-SCORED = (EventStatus.CLEARED, EventStatus.QUEUED)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-@pytest.fixture
-def nsl_client(trained_source, ingest):
-    """The REST client that emits nsl-kdd events, granted that source."""
-    trained_source.api_clients.add(ingest)
-    return ingest
-
-
-def http(user) -> requests.Session:
-    session = requests.Session()
-    token, _ = Token.objects.get_or_create(user=user)
-    session.headers["Authorization"] = f"Token {token.key}"
-    return session
-
-
-def post_events(live_server, user, rows: list[dict]) -> list[int]:
-    reply = http(user).post(f"{live_server.url}/api/v1/events/", json={"source": "nsl-kdd", "events": rows}, timeout=120)
-    assert reply.status_code == 202, reply.text
-    body = reply.json()
-    assert (body["accepted"], body["duplicates"]) == (len(rows), 0)
-    assert {e["status"] for e in body["events"]} == {EventStatus.RECEIVED}
-    return [e["id"] for e in body["events"]]
-
-
-def status_counts(ids: list[int]) -> dict[str, int]:
-    return dict(Counter(Event.objects.filter(id__in=ids).values_list("status", flat=True)))
-
-
-def wait_all_scored(ids: list[int], workers: list[Worker], timeout: float = 90) -> None:
-    wait_until(
-        lambda: not Event.objects.filter(id__in=ids, status=EventStatus.RECEIVED).exists(),
-        timeout=timeout,
-        what=f"the worker to score {len(ids)} events",
-        on_timeout=lambda: f"statuses: {status_counts(ids)}\n" + "\n".join(w.log_tail() for w in workers),
-    )
-
-
-def wait_task_runs(worker: Worker, task: str, count: int, timeout: float = 60) -> dict[str, str]:
-    """The log line comes after the task's transaction committed, so this also waits for that."""
-    return wait_until(
-        lambda: len(worker.succeeded(task)) >= count and worker.succeeded(task),
-        timeout=timeout,
-        what=f"{count} successful runs of {task} on {worker.name}",
-        on_timeout=worker.log_tail,
-    )
-
-
-def events_scored_by(worker: Worker) -> int:
-    """Sum of what score_events returned on this worker: how many events its runs claimed and wrote."""
-    return sum(int(result) for result in worker.succeeded(SCORE).values())
-
-
-def champion_of(source) -> ModelVersion:
-    return ModelVersion.objects.get(source=source, status=ModelStatus.CHAMPION)
-
-
-def assert_scored_once_with_one_item_per_flagged_event(ids: list[int], champion: ModelVersion, policy: Policy) -> None:
-    assert policy.audit_sample_rate == 0, "with audit sampling, items below the threshold would be expected too"
-    events = Event.objects.filter(id__in=ids)
-    assert events.count() == len(ids)
-    assert status_counts(ids).keys() <= set(SCORED), status_counts(ids)
-    assert not events.filter(score__isnull=True).exists()
-    assert not events.filter(scored_at__isnull=True).exists()
-    assert set(events.values_list("model_version_id", flat=True)) == {champion.id}
-    flagged = events.filter(score__gte=policy.review_threshold)
-    # Status, review item and score agree event by event, not only in total.
-    assert set(flagged.values_list("id", flat=True)) == set(events.filter(status=EventStatus.QUEUED).values_list("id", flat=True))
-    assert set(ReviewItem.objects.filter(event_id__in=ids).values_list("event_id", flat=True)) == set(
-        flagged.values_list("id", flat=True)
-    )
-    assert ReviewItem.objects.filter(event_id__in=ids).count() == flagged.count()
-    assert not ReviewItem.objects.filter(event_id__in=ids).values("event_id").annotate(n=Count("id")).filter(n__gt=1).exists()
-    assert not events.filter(status=EventStatus.CLEARED, score__gte=policy.review_threshold).exists()
-
 
 # ------------------------------------------------------------------ 1. ingest and score
 
@@ -120,7 +48,7 @@ def test_posted_batch_is_scored_by_the_worker_process(live_server, trained_sourc
     worker = secai_worker(concurrency=2)
     rows = nsl_events(NSL_LIVE, 1000, prefix="live")
 
-    ids = post_events(live_server, nsl_client, [r for r, _ in rows])
+    ids = post_events(live_server.url, nsl_client, [r for r, _ in rows])
 
     wait_all_scored(ids, [worker])
     assert_scored_once_with_one_item_per_flagged_event(ids, champion, policy)
@@ -162,7 +90,7 @@ def test_reviewer_decisions_over_the_api_become_labels(
 ):
     worker = secai_worker(concurrency=1)
     rows = nsl_events(NSL_LIVE, 300, prefix="decide")
-    ids = post_events(live_server, nsl_client, [r for r, _ in rows])
+    ids = post_events(live_server.url, nsl_client, [r for r, _ in rows])
     wait_all_scored(ids, [worker])
     assert ReviewItem.objects.filter(event_id__in=ids).count() >= 2
 
@@ -216,7 +144,7 @@ def test_admin_retrain_is_trained_and_validated_by_the_worker(
 
     old = champion_of(trained_source)
     worker = secai_worker(concurrency=1)
-    ids = post_events(live_server, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 200, prefix="retrain")])
+    ids = post_events(live_server.url, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 200, prefix="retrain")])
     wait_all_scored(ids, [worker])
     for item in ReviewItem.objects.filter(event_id__in=ids).order_by("-priority")[:3]:
         verdict_submit(item=item, reviewer=alice, verdict="approve", reason="confirmed_attack")
@@ -279,7 +207,7 @@ def test_duplicate_deliveries_score_each_event_once(live_server, trained_source,
     champion = champion_of(trained_source)
     policy = Policy.objects.get(source=trained_source)
     worker = secai_worker(concurrency=2)
-    ids = post_events(live_server, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 1000, prefix="dup")])
+    ids = post_events(live_server.url, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 1000, prefix="dup")])
     # Two more deliveries of every id, racing the two original messages on two pool processes.
     score_events.delay(ids)
     score_events.delay(ids)
@@ -319,21 +247,42 @@ def test_worker_killed_mid_batch_leaves_every_event_scored_exactly_once(
     champion = champion_of(trained_source)
     policy = Policy.objects.get(source=trained_source)
     first = secai_worker(concurrency=2)
-    ids = post_events(live_server, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, total, prefix="kill")])
+    ids = post_events(live_server.url, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, total, prefix="kill")])
 
-    # Kill the whole worker (main process and pool children) as soon as its first batch is
-    # written: the next batches are then half-done in its pool processes or still in Redis.
-    wait_until(
-        lambda: first.succeeded(SCORE), timeout=60, interval=0.02, what="the first scoring batch", on_timeout=first.log_tail
-    )
-    first.kill()
+    # Kill the whole worker (main process and pool children) while a batch is inside its write
+    # transaction: once one batch is written (the model is loaded), this test holds back
+    # review-item inserts with a table lock, so the next batch that flags an event waits with its
+    # scores updated but not committed. The kill lands there, and wherever the other pool
+    # process and the prefetched messages happen to be.
+    wait_until(lambda: first.succeeded(SCORE), timeout=60, interval=0.05, what="a first written batch", on_timeout=first.log_tail)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {ReviewItem._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+        wait_until(
+            lambda: _backends_waiting_for_a_lock() > 0,
+            timeout=60,
+            interval=0.05,
+            what="a scoring batch blocked inside its write transaction",
+            on_timeout=first.log_tail,
+        )
+        first.kill()
+    # The lock is released: the killed worker's sessions find their client gone and roll back.
+    wait_until(lambda: _backends_waiting_for_a_lock() == 0, timeout=30, what="the killed sessions to end")
+    done = first.succeeded(SCORE)
+    killed = {task: span for task, span in batches_started(first).items() if task not in done}
+    assert killed, f"no batch was running when the worker died\n{first.log_tail()}"
 
     # Only what committed before the kill is in the database; the killed processes' open
-    # transactions can never commit.
+    # transactions can never commit, so a batch is written whole or not at all.
     scored_before = dict(Event.objects.filter(id__in=ids, status__in=SCORED).values_list("id", "scored_at"))
     assert 0 < len(scored_before) < total, f"the kill did not land mid-batch ({len(scored_before)} of {total} scored)"
+    killed_ids = {task: [i for i in ids if low <= i <= high] for task, (low, high) in killed.items()}
+    for task, batch in killed_ids.items():
+        written = sum(i in scored_before for i in batch)
+        assert written in (0, len(batch)), f"batch {task} was half written: {written} of {len(batch)}"
+    cut_short = [i for batch in killed_ids.values() for i in batch if i not in scored_before]
+    assert cut_short, "the batch blocked in its write transaction was committed"
     in_flight = set(first.received(SCORE)) - set(first.succeeded(SCORE))
-    assert in_flight, f"no message was in flight when the worker died\n{first.log_tail()}"
+    assert in_flight >= set(killed)
     # The in-flight messages sit unacknowledged in Redis until the visibility timeout (an hour):
     # only the sweeper brings their events back.
     stuck = redis_broker.hlen("unacked")
@@ -370,6 +319,12 @@ def test_worker_killed_mid_batch_leaves_every_event_scored_exactly_once(
     # rest: each of its runs reports how many events it claimed.
     assert dict(Event.objects.filter(id__in=list(scored_before)).values_list("id", "scored_at")) == scored_before
     assert events_scored_by(second) == total - len(scored_before), second.succeeded(SCORE)
+    # The batch the kill cut short was scored by the second worker, once.
+    assert not Event.objects.filter(id__in=cut_short, status=EventStatus.RECEIVED).exists()
+    assert (
+        ReviewItem.objects.filter(event_id__in=cut_short).count()
+        == Event.objects.filter(id__in=cut_short, status=EventStatus.QUEUED).count()
+    )
 
 
 def test_pool_process_killed_mid_task_gets_its_message_redelivered(
@@ -381,7 +336,7 @@ def test_pool_process_killed_mid_task_gets_its_message_redelivered(
     champion = champion_of(trained_source)
     policy = Policy.objects.get(source=trained_source)
     worker = secai_worker(concurrency=1)
-    ids = post_events(live_server, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 2000, prefix="child")])
+    ids = post_events(live_server.url, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 2000, prefix="child")])
 
     victim = wait_until(
         lambda: worker.received(SCORE), timeout=30, interval=0.02, what="the first scoring task", on_timeout=worker.log_tail
@@ -400,3 +355,11 @@ def test_pool_process_killed_mid_task_gets_its_message_redelivered(
     assert events_scored_by(worker) == 2000, runs
     assert not worker.succeeded(SWEEP)
     assert_scored_once_with_one_item_per_flagged_event(ids, champion, policy)
+
+
+def _backends_waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'", [PROCESS_APPNAME]
+        )
+        return cursor.fetchone()[0]

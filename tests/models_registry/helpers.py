@@ -3,13 +3,16 @@ rows made without training when a test needs only their stored figures."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from models_registry import drift, ml
+from models_registry import drift, ml, services
 from models_registry.models import ModelVersion
 from reviews.choices import EventStatus, LabelOrigin
 from reviews.models import Event, Label, Source
@@ -111,12 +114,15 @@ def constructed_report(seed: int = 0, with_champion: bool = True) -> dict:
 def fake_model(
     source: Source, *, version: int = 1, status: str = "candidate", report: dict | None = None, **fields
 ) -> ModelVersion:
-    """A registry row with stored figures and no artifact on disk (enough for pages, monitoring,
-    promotion races)."""
+    """A registry row with stored figures and a placeholder file that passes the sha256 check but
+    holds no model (enough for pages, monitoring, promotion races; not for scoring)."""
+    placeholder = Path(settings.MODEL_STORE) / source.name / f"placeholder-v{version}.skops"
+    placeholder.parent.mkdir(parents=True, exist_ok=True)
+    placeholder.write_bytes(f"placeholder for {source.name} v{version}".encode())
     defaults = {
         "algorithm": ml.HIST_GRADIENT_BOOSTING,
-        "sha256": "0" * 64,
-        "artifact_path": "/nonexistent",
+        "sha256": ml.sha256_of(placeholder),
+        "artifact_path": str(placeholder),
         "feature_schema": dict(source.schema),
         "validation_report": report or {},
         "status": status,
@@ -133,3 +139,30 @@ def toy_drift_reference(n: int = 4000, seed: int = 0) -> dict:
     X = ml.frame_from_rows(rows, spec)
     scores = 1 / (1 + np.exp(-X["x1"].to_numpy()))
     return drift.reference_build(X, numeric=spec.numeric, categorical=spec.categorical, scores=scores, score_basis="constructed")
+
+
+def damage(model: ModelVersion) -> bytes:
+    """Flip bytes in the middle of the file (same size, new content); return the original."""
+    path = Path(model.artifact_path)
+    original = path.read_bytes()
+    middle = len(original) // 2
+    path.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle : middle + 64]) + original[middle + 64 :])
+    return original
+
+
+def second_champion(source, carol) -> ModelVersion:
+    """v2: the same trained bundle under its own file, promoted, so v1 becomes the earlier champion."""
+    v1 = ModelVersion.objects.get(source=source, status="champion")
+    path = Path(v1.artifact_path).with_name("v2-copy.skops")
+    shutil.copy(v1.artifact_path, path)
+    v2 = ModelVersion.objects.create(
+        source=source,
+        version=2,
+        algorithm=v1.algorithm,
+        feature_schema=v1.feature_schema,
+        training_manifest=v1.training_manifest,
+        artifact_path=str(path),
+        sha256=v1.sha256,
+        status="candidate",
+    )
+    return services.model_promote(model=v2, actor=carol, reason="second model")

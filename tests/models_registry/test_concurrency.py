@@ -8,8 +8,8 @@ from django.db import connection
 
 from models_registry import services, tasks
 from models_registry.models import ModelVersion
+from tests.concurrency import run_concurrently
 from tests.models_registry.helpers import fake_model, toy_source
-from tests.reviews.test_concurrency import run_concurrently
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 

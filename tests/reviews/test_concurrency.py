@@ -1,14 +1,13 @@
 """Races on PostgreSQL, with real concurrent transactions from several threads (each thread has
 its own database connection)."""
 
-import threading
-
 import pytest
 from django.contrib.auth.models import Group, User
-from django.db import connection, connections
+from django.db import connection
 
 from reviews import services
 from reviews.models import Source, Verdict
+from tests.concurrency import run_concurrently
 from tests.factories import ReviewItemFactory
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -18,27 +17,6 @@ pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)
 def _postgres_only():
     if connection.vendor != "postgresql":
         pytest.skip("concurrency tests need PostgreSQL (make test runs them with SECAI_TEST_DB=postgres)")
-
-
-def run_concurrently(funcs):
-    barrier = threading.Barrier(len(funcs))
-    results, errors = [None] * len(funcs), [None] * len(funcs)
-
-    def runner(i, fn):
-        try:
-            barrier.wait()
-            results[i] = fn()
-        except Exception as exc:  # collected and asserted on by the test
-            errors[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=runner, args=(i, fn)) for i, fn in enumerate(funcs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results, errors
 
 
 def reviewers(n):
@@ -122,3 +100,19 @@ def test_concurrent_posts_of_one_batch_store_each_event_once():
     assert sum(r.accepted for r in results) == 300  # every row accepted by exactly one request
     assert all(r.accepted + r.duplicates == 300 for r in results)
     assert Event.objects.filter(source=source).count() == 300
+
+
+def test_one_reviewer_racing_claim_next_and_explicit_claims_ends_with_one_claim():
+    """claim-next from several tabs while an explicit claim switches items: whatever wins, the
+    reviewer holds exactly one item, and every claim-next answered with an item that was theirs."""
+    from reviews.models import ReviewItem
+
+    items = ReviewItemFactory.create_batch(8)
+    (alice,) = reviewers(1)
+    calls = [lambda: services.review_item_claim_next(reviewer=alice) for _ in range(6)]
+    calls += [lambda i=i: services.review_item_claim(item=i, reviewer=alice) for i in items[-2:]]
+    results, errors = run_concurrently(calls)
+    assert all(e is None or isinstance(e, services.ItemConflict) for e in errors), errors
+    held = list(ReviewItem.objects.filter(state="claimed", claimed_by=alice).values_list("pk", flat=True))
+    assert len(held) == 1
+    assert {r.pk for r in results if r is not None} <= {i.pk for i in items}
