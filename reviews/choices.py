@@ -29,8 +29,6 @@ class Action(models.TextChoices):
 
 
 ACTION_SEVERITY = {action.value: rank for rank, action in enumerate(Action)}
-# The actions a threshold can propose (allow is what lies below every threshold).
-THRESHOLD_ACTIONS = [a for a in Action.choices if a[0] != Action.ALLOW]
 
 
 class ReviewState(models.TextChoices):

@@ -144,7 +144,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"ThresholdActionEnum": "reviews.choices.THRESHOLD_ACTIONS"},
+    # One name per choice set: a review decision's verdict and an action type's deadline verdict
+    # are the same two values, and clients should see them as one type.
+    "ENUM_NAME_OVERRIDES": {"VerdictEnum": "reviews.choices.VerdictChoice"},
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "secai.openapi.document_errors"],
 }
 
