@@ -6,9 +6,10 @@ from actions.choices import DeliveryState, ExecutorKind, Fallback, ListKind, Mod
 from actions.models import ActionType, Appeal, Delivery, Executor, ListEntry, Subscription
 from reviews.choices import VerdictChoice
 from reviews.models import Source
+from secai.serializers import RefuseUnknownFields, SlugRelatedField
 
 
-class ExecutorSerializer(serializers.ModelSerializer):
+class ExecutorSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     kind = serializers.ChoiceField(choices=ExecutorKind.choices, default=ExecutorKind.WEBHOOK)
     secret = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=200, help_text="HMAC key; never returned (see secret_hint)"
@@ -35,9 +36,9 @@ class ExecutorSerializer(serializers.ModelSerializer):
         extra_kwargs = {"url": {"required": False}, "reversal_url": {"required": False}}
 
 
-class ActionTypeSerializer(serializers.ModelSerializer):
-    source = serializers.SlugRelatedField(slug_field="name", queryset=Source.objects.all())
-    executor = serializers.SlugRelatedField(slug_field="name", queryset=Executor.objects.all(), allow_null=True, required=False)
+class ActionTypeSerializer(RefuseUnknownFields, serializers.ModelSerializer):
+    source = SlugRelatedField(slug_field="name", queryset=Source.objects.all())
+    executor = SlugRelatedField(slug_field="name", queryset=Executor.objects.all(), allow_null=True, required=False)
     mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.PROPOSE)
     deadline_fallback = serializers.ChoiceField(choices=Fallback.choices, default=Fallback.WAIT)
     deadline_verdict = serializers.ChoiceField(choices=VerdictChoice.choices, required=False, allow_blank=True)
@@ -62,11 +63,11 @@ class ActionTypeSerializer(serializers.ModelSerializer):
         validators: list = []  # uniqueness is checked by the service, with the error shape of the API
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=200)
     secret_hint = serializers.CharField(read_only=True)
     topics = serializers.ListField(child=serializers.ChoiceField(choices=Topic.choices), min_length=1)
-    source = serializers.SlugRelatedField(slug_field="name", queryset=Source.objects.all(), allow_null=True, required=False)
+    source = SlugRelatedField(slug_field="name", queryset=Source.objects.all(), allow_null=True, required=False)
 
     class Meta:
         model = Subscription
@@ -109,8 +110,8 @@ class DeliveryStateQuery(serializers.Serializer):
     state = serializers.ChoiceField(choices=DeliveryState.choices, required=False)
 
 
-class ListEntrySerializer(serializers.ModelSerializer):
-    source = serializers.SlugRelatedField(slug_field="name", queryset=Source.objects.all())
+class ListEntrySerializer(RefuseUnknownFields, serializers.ModelSerializer):
+    source = SlugRelatedField(slug_field="name", queryset=Source.objects.all())
     kind = serializers.ChoiceField(choices=ListKind.choices)
     active = serializers.SerializerMethodField()
 
@@ -139,7 +140,7 @@ class ListEntrySerializer(serializers.ModelSerializer):
         return obj.removed_at is None and (obj.expires_at is None or obj.expires_at > timezone.now())
 
 
-class AppealInSerializer(serializers.Serializer):
+class AppealInSerializer(RefuseUnknownFields, serializers.Serializer):
     source = serializers.CharField(max_length=64)
     event = serializers.CharField(max_length=200, help_text="the external_id of the event the action was taken on")
     appeal_id = serializers.CharField(max_length=200, help_text="the client system's id of this appeal (idempotency)")

@@ -21,6 +21,7 @@ from reviews.api.views import IdCursorPagination
 from reviews.models import Source
 from reviews.selectors import scoped_to_reviewer
 from reviews.services import ServiceError
+from secai.api import takes_no_body
 
 
 def _choice(request, name: str, allowed: list[str]) -> str:
@@ -143,6 +144,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=None, responses={200: s.DeliverySerializer})
     @action(detail=True, methods=["post"])
+    @takes_no_body
     def retry(self, request, pk=None):
         """Send a failed delivery again (attempts start over, same idempotency key)."""
         row = services.delivery_retry(delivery=self.get_object(), actor=request.user)
@@ -194,6 +196,10 @@ class ListEntryViewSet(
             expires_at=v.get("expires_at"),
             actor=self.request.user,
         )
+
+    @takes_no_body
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance):
         services.list_entry_remove(entry=instance, actor=self.request.user)

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from reviews.choices import VerdictChoice
 from reviews.models import AttributeType, Event, Policy, ReviewItem, Source
 from reviews.roles import REVIEWERS
-from secai.serializers import RefuseUnknownFields
+from secai.serializers import RefuseUnknownFields, SlugRelatedField
 
 
 class EventInSerializer(serializers.Serializer):
@@ -171,7 +171,7 @@ class SourceSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     schema = serializers.DictField(child=serializers.ChoiceField(choices=AttributeType.choices))
     # Who reviews the new source (usernames of reviewers). Write-only: API clients read sources
     # too and have no business knowing who reviews them; admins see assignments in the admin.
-    reviewers = serializers.SlugRelatedField(
+    reviewers = SlugRelatedField(
         many=True,
         slug_field="username",
         queryset=get_user_model().objects.filter(groups__name=REVIEWERS),

@@ -5,10 +5,14 @@ contract, through POST /api/v1/events/."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
+from actions import services as actions_services
+from actions.models import ActionType, Appeal, Delivery, Executor, ListEntry, Subscription
 from models_registry.models import LearningSettings, ModelVersion
 from reviews import services
 from reviews.models import AuditEntry, Event, Label, Policy, ReviewItem, Source, Verdict
@@ -45,10 +49,42 @@ def world(alice, carol, ingest):
     decided = ReviewItemFactory(event=EventFactory(source=source))
     verdict = services.verdict_submit(item=decided, reviewer=alice, verdict="approve", reason="confirmed_attack")
     model = fake_model(source)
-    return {"alice": alice, "carol": carol, "ingest": ingest, "item": item, "verdict": verdict, "model": model}
+    actions_services.action_types_seed(source=source)
+    executor = Executor.objects.create(name="hook", url="http://127.0.0.1:9/act", secret="s" * 16)
+    subscription = Subscription.objects.create(
+        name="feed", url="http://127.0.0.1:9/feed", secret="s" * 16, topics=["item.opened"]
+    )
+    failed = Delivery.objects.create(
+        kind="event",
+        subscription=subscription,
+        topic="item.opened",
+        idempotency_key="failed-1",
+        body="{}",
+        state="failed",
+        attempts=3,
+        next_attempt_at=timezone.now(),
+    )
+    entry = actions_services.list_entry_add(source=source, kind="block", entity="mallet", actor=carol)
+    return {
+        "alice": alice,
+        "carol": carol,
+        "ingest": ingest,
+        "decided_event": decided.event.external_id,
+        "ids": {
+            "item": item.pk,
+            "verdict": verdict.pk,
+            "model": model.pk,
+            "action_type": ActionType.objects.get(source=source, name="deny").pk,
+            "executor": executor.pk,
+            "subscription": subscription.pk,
+            "delivery": failed.pk,
+            "entry": entry.pk,
+        },
+    }
 
 
-# (method, path, persona) of every operation that reads a body, or should refuse one
+# (method, path, persona) of every operation that reads a body, or should refuse one; the path's
+# {placeholders} are keys of world["ids"]
 OPERATIONS = [
     ("post", "/api/v1/events/", "ingest"),
     ("post", "/api/v1/review-items/{item}/decision/", "alice"),
@@ -64,6 +100,16 @@ OPERATIONS = [
     ("post", "/api/v1/sources/vpn/monitoring/", "carol"),
     ("post", "/api/v1/models/{model}/promote/", "carol"),
     ("post", "/api/v1/models/{model}/rollback/", "carol"),
+    ("post", "/api/v1/executors/", "carol"),
+    ("patch", "/api/v1/executors/{executor}/", "carol"),
+    ("post", "/api/v1/action-types/", "carol"),
+    ("patch", "/api/v1/action-types/{action_type}/", "carol"),
+    ("post", "/api/v1/subscriptions/", "carol"),
+    ("patch", "/api/v1/subscriptions/{subscription}/", "carol"),
+    ("post", "/api/v1/deliveries/{delivery}/retry/", "carol"),
+    ("post", "/api/v1/list-entries/", "carol"),
+    ("delete", "/api/v1/list-entries/{entry}/", "carol"),
+    ("post", "/api/v1/appeals/", "ingest"),
 ]
 
 
@@ -79,6 +125,16 @@ def state() -> tuple:
         LearningSettings.objects.count(),
         list(ModelVersion.objects.order_by("pk").values_list("pk", "status")),
         AuditEntry.objects.count(),
+        list(Executor.objects.order_by("pk").values_list("pk", "name", "kind", "url", "secret", "max_attempts", "active")),
+        list(
+            ActionType.objects.order_by("pk").values_list(
+                "pk", "name", "label", "severity", "executor_id", "mode", "deadline_minutes", "deadline_fallback"
+            )
+        ),
+        list(Subscription.objects.order_by("pk").values_list("pk", "name", "url", "secret", "topics", "source_id", "active")),
+        list(Delivery.objects.order_by("pk").values_list("pk", "state", "attempts")),
+        list(ListEntry.objects.order_by("pk").values_list("pk", "kind", "entity", "action", "expires_at", "removed_at")),
+        list(Appeal.objects.order_by("pk").values_list("pk", "state")),
     )
 
 
@@ -87,17 +143,14 @@ def test_the_operations_list_covers_every_write_in_the_schema(client):
     writes = {
         (method, path) for path, ops in schema["paths"].items() for method in ops if method in ("post", "put", "patch", "delete")
     }
-    listed = {
-        (m, p.replace("{item}", "{id}").replace("{verdict}", "{id}").replace("{model}", "{id}").replace("/vpn/", "/{name}/"))
-        for m, p, _ in OPERATIONS
-    }
+    listed = {(m, re.sub(r"\{\w+\}", "{id}", p).replace("/vpn/", "/{name}/")) for m, p, _ in OPERATIONS}
     assert writes == listed
 
 
 @pytest.mark.parametrize("kind", list(MALFORMED))
 @pytest.mark.parametrize("method,template,persona", OPERATIONS)
 def test_malformed_bodies_get_a_4xx_and_change_nothing(api, world, method, template, persona, kind):
-    path = template.format(item=world["item"].pk, verdict=world["verdict"].pk, model=world["model"].pk)
+    path = template.format(**world["ids"])
     before = state()
     resp = getattr(api(world[persona]), method)(path, MALFORMED[kind], content_type="application/json")
     assert 400 <= resp.status_code < 500, (path, kind, resp.status_code, resp.content[:300])
@@ -112,11 +165,88 @@ def test_malformed_bodies_get_a_4xx_and_change_nothing(api, world, method, templ
 
 @pytest.mark.parametrize("method,template,persona", OPERATIONS)
 def test_a_body_that_is_not_json_is_a_415(api, world, method, template, persona):
-    path = template.format(item=world["item"].pk, verdict=world["verdict"].pk, model=world["model"].pk)
+    path = template.format(**world["ids"])
     before = state()
     resp = getattr(api(world[persona]), method)(path, "verdict=approve", content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 415 and resp.json()["errors"][0]["message"]
     assert state() == before
+
+
+# Well-formed bodies for the writes of the actions API, then the same bodies with one hostile value:
+# text the database cannot store or look up (NUL), numbers beyond any column, wrong types.
+GOOD_BODIES = {
+    "/api/v1/executors/": {"name": "hook2", "kind": "webhook", "url": "http://127.0.0.1:9/x", "secret": "s" * 16},
+    "/api/v1/action-types/": {"source": "vpn", "name": "quarantine", "label": "quarantine", "severity": 5, "executor": "hook"},
+    "/api/v1/subscriptions/": {"name": "feed2", "url": "http://127.0.0.1:9/y", "secret": "s" * 16, "topics": ["item.decided"]},
+    "/api/v1/list-entries/": {"source": "vpn", "kind": "block", "entity": "eve", "action": "deny"},
+    "/api/v1/appeals/": {"source": "vpn", "event": "{decided_event}", "appeal_id": "a-1", "statement": "it was me"},
+}
+PERSONA = {"/api/v1/appeals/": "ingest"}
+
+
+class RawJSON(str):
+    """A value written into the body as it is, not as a JSON string."""
+
+
+HOSTILE_VALUES = [
+    ("/api/v1/executors/", "name", "ho\x00ok"),
+    ("/api/v1/executors/", "url", "http://127.0.0.1:9/\x00"),
+    ("/api/v1/executors/", "max_attempts", 2**64),
+    ("/api/v1/executors/", "timeout_seconds", RawJSON("1e309")),  # Python's json reads it as infinity
+    ("/api/v1/executors/", "kind", ["webhook"]),
+    ("/api/v1/action-types/", "source", "vpn\x00"),
+    ("/api/v1/action-types/", "source", 7),
+    ("/api/v1/action-types/", "executor", "hook\x00"),
+    ("/api/v1/action-types/", "executor", {"name": "hook"}),
+    ("/api/v1/action-types/", "label", "a\x00"),
+    ("/api/v1/action-types/", "severity", 2**64),
+    ("/api/v1/action-types/", "deadline_minutes", 2**64),
+    ("/api/v1/action-types/", "mode", "act\x00"),
+    ("/api/v1/subscriptions/", "source", "vpn\x00"),
+    ("/api/v1/subscriptions/", "topics", ["item.decided\x00"]),
+    ("/api/v1/subscriptions/", "topics", "item.decided"),
+    ("/api/v1/subscriptions/", "max_attempts", -(2**64)),
+    ("/api/v1/list-entries/", "source", "vpn\x00"),
+    ("/api/v1/list-entries/", "entity", "eve\x00"),
+    ("/api/v1/list-entries/", "action", "deny\x00"),
+    ("/api/v1/list-entries/", "reason", "\x00"),
+    ("/api/v1/list-entries/", "expires_at", "9999-12-31T23:59:59-01:00"),
+    ("/api/v1/list-entries/", "expires_at", 1764496800),
+    ("/api/v1/appeals/", "source", "vpn\x00"),
+    ("/api/v1/appeals/", "event", "e\x00"),
+    ("/api/v1/appeals/", "appeal_id", "a\x00"),
+    ("/api/v1/appeals/", "statement", "\x00"),
+]
+
+
+def _good_body(world, path: str) -> dict:
+    body = dict(GOOD_BODIES[path])
+    if body.get("event") == "{decided_event}":
+        body["event"] = world["decided_event"]
+    return body
+
+
+@pytest.mark.parametrize("path", list(GOOD_BODIES))
+def test_the_well_formed_actions_bodies_are_accepted(api, world, path):
+    # Without this the refusals below could come from a body that is wrong in some other way.
+    resp = api(world[PERSONA.get(path, "carol")]).post(path, _good_body(world, path), format="json")
+    assert resp.status_code == 201, resp.content[:300]
+
+
+@pytest.mark.parametrize("path,field,value", HOSTILE_VALUES)
+def test_hostile_values_in_the_actions_api_are_refused_naming_the_field(api, world, path, field, value):
+    before = state()
+    body = json.dumps({**_good_body(world, path), field: "<raw>" if isinstance(value, RawJSON) else value})
+    if isinstance(value, RawJSON):
+        body = body.replace('"<raw>"', value)
+    resp = api(world[PERSONA.get(path, "carol")]).post(path, body, content_type="application/json")
+    assert resp.status_code == 400, (field, value, resp.status_code, resp.content[:300])
+    fields = {e["field"] for e in resp.json()["errors"]}
+    assert fields and all(f == field or f.startswith(f"{field}.") for f in fields), fields  # "topics.0": the list's item
+    assert state() == before
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
 
 
 @pytest.mark.parametrize(
@@ -248,7 +378,7 @@ def test_bodies_over_the_byte_limit_are_a_413_on_every_write(api, world, setting
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
     padding = json.dumps({"note": "x" * 5_000})
     for method, template, persona in OPERATIONS:
-        path = template.format(item=world["item"].pk, verdict=world["verdict"].pk, model=world["model"].pk)
+        path = template.format(**world["ids"])
         before = state()
         resp = getattr(api(world[persona]), method)(path, padding, content_type="application/json")
         assert resp.status_code == 413, (path, resp.status_code)
