@@ -155,6 +155,29 @@ class CredentialsInUrlMiddleware:
         return self.get_response(request)
 
 
+class NulInQueryMiddleware:
+    """Refuses, with a 400 naming the parameter, any request whose query string holds a NUL
+    character, on the API and the console alike. PostgreSQL cannot compare text with NUL: a
+    filter such as ?source=%00 fails the query itself (a DataError, so a 500) instead of matching
+    nothing, and no parameter of this application can legitimately hold one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        bad = [name for name, values in request.GET.lists() if "\x00" in name or any("\x00" in v for v in values)]
+        if bad:
+            names = [name.replace("\x00", "\\x00")[:100] for name in bad]
+            if not request.path.startswith("/api/"):
+                return HttpResponse(
+                    "A query parameter holds a NUL character.\n", status=400, content_type="text/plain; charset=utf-8"
+                )
+            return JsonResponse(
+                {"errors": [{"field": name, "message": "must not contain NUL characters"} for name in names]}, status=400
+            )
+        return self.get_response(request)
+
+
 _REQUEST_LINE_QUERY = re.compile(r"([?&])([^=&\s\"]+)=([^&\s\"]*)")
 
 

@@ -130,6 +130,21 @@ def test_policy_needs_an_action_threshold_and_known_fields(api, carol):
     assert source.policy.review_threshold == 0.5 and source.policy.thresholds
 
 
+@pytest.mark.parametrize(
+    "path", ["/?entity=%00", "/?source=%00", "/?q=%00", "/actions/lists/?source=%00", "/actions/deliveries/?source=%00"]
+)
+def test_a_nul_character_in_a_console_query_string_is_a_400(client, carol, path):
+    client.login(username="carol", password=PASSWORD)
+    resp = client.get(path)
+    assert resp.status_code == 400 and resp["Content-Type"].startswith("text/plain")
+
+
+def test_a_nul_character_in_an_api_query_string_is_a_400_naming_the_parameter(api, carol):
+    resp = api(carol).get("/api/v1/events/?status=open&entity=a%00b")
+    assert resp.status_code == 400
+    assert resp.json() == {"errors": [{"field": "entity", "message": "must not contain NUL characters"}]}
+
+
 def test_api_clients_see_only_their_sources(api, ingest, vpn):
     SourceFactory(name="payments")
     assert [s["name"] for s in api(ingest).get("/api/v1/sources/").json()] == ["vpn"]
