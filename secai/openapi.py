@@ -35,6 +35,7 @@ ERROR_ANSWERS = {
     "413": "The request body is larger than the limit.",
     "415": "The body is not JSON.",
     "429": "Too many requests for this token; retry after the Retry-After header's seconds.",
+    "503": "The database is briefly unreachable; nothing was changed, so retry after the Retry-After header's seconds.",
 }
 
 

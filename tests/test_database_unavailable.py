@@ -30,3 +30,18 @@ def test_other_errors_are_not_taken_for_an_outage():
     middleware = ApiErrorMiddleware(lambda request: None)
     assert middleware.process_exception(RequestFactory().get("/queue/"), ValueError("bug")) is None
     assert middleware.process_exception(RequestFactory().get("/api/v1/events/"), ValueError("bug")).status_code == 500
+
+
+def test_every_api_operation_documents_the_503(client):
+    # Clients learn from the schema that a 503 is worth retrying; the schema fuzzer holds the
+    # answers to what the schema says.
+    schema = client.get("/api/v1/schema/?format=json").json()
+    operations = [
+        (m, p, op) for p, ops in schema["paths"].items() for m, op in ops.items() if m in ("get", "post", "patch", "delete")
+    ]
+    assert operations
+    undocumented = [(m, p) for m, p, op in operations if "503" not in op["responses"]]
+    assert not undocumented
+    assert schema["paths"]["/api/v1/events/"]["post"]["responses"]["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Errors"
+    }
