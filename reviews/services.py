@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from reviews import roles
 from reviews.audit import audit_record
 from reviews.choices import ACTION_SEVERITY, EventStatus, ItemKind, LabelOrigin, ReasonApplies, ReviewState, VerdictChoice
-from reviews.models import Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
+from reviews.models import Event, ItemSkip, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import CleanEvent, FieldError, validate_batch
 
 logger = logging.getLogger(__name__)
@@ -348,25 +349,33 @@ def _events_write_scores(events: list[Event], *, model_version_id: int, scored_a
 # ---------------------------------------------------------------- review items
 
 
-def _claim_filter(reviewer, now) -> Q:
-    return (
-        Q(state=ReviewState.OPEN)
-        | Q(state=ReviewState.CLAIMED, claimed_by=reviewer)
-        | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
-    )
+def _claim_filter(reviewer, now, *, escalated: bool = False) -> Q:
+    """Items the reviewer may take: open, claimed by them, or held by a claim that has run out;
+    with escalated=True (admins) also escalated items that no other admin holds."""
+    states = [ReviewState.OPEN, ReviewState.CLAIMED, *([ReviewState.ESCALATED] if escalated else [])]
+    free = Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claim_expires_at__lt=now)
+    return Q(state__in=states) & free
+
+
+# An escalated item keeps its state while an admin holds it: the state says why it waits (only an
+# admin may close it), the claim fields say who is on it, so two admins never work on one.
+_STATE_WHEN_HELD = Case(When(state=ReviewState.ESCALATED, then=Value(ReviewState.ESCALATED)), default=Value(ReviewState.CLAIMED))
+_STATE_WHEN_LET_GO = Case(When(state=ReviewState.ESCALATED, then=Value(ReviewState.ESCALATED)), default=Value(ReviewState.OPEN))
+_HOLDABLE = (ReviewState.CLAIMED, ReviewState.ESCALATED)
 
 
 def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
-    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL."""
+    """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL.
+    Admins may also claim an escalated item, which keeps its state."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
     if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
-        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
+        raise _own_verdict_conflict(item)
     with transaction.atomic():
         won = (
             ReviewItem.objects.filter(pk=item.pk)
-            .filter(_claim_filter(reviewer, now))
-            .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
+            .filter(_claim_filter(reviewer, now, escalated=roles.is_admin(reviewer)))
+            .update(state=_STATE_WHEN_HELD, claimed_by=reviewer, claim_expires_at=expires)
         )
         item.refresh_from_db()
         if not won:
@@ -376,15 +385,29 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
 
 
 def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewItem | None:
-    """Hand the reviewer their current claim, or the highest-priority open item nobody holds."""
-    from reviews.selectors import review_item_current_claim, review_item_next_candidates
+    """Hand the reviewer their current claim, or the highest-priority item nobody holds.
+
+    An admin gets escalated items first: the reviewers disagreed on them, only an admin can close
+    them, and they would otherwise wait behind every ordinary item. Nobody is handed an item they
+    have given a verdict on or skipped within SECAI_SKIP_SECONDS."""
+    from reviews.selectors import review_item_current_claim
 
     current = review_item_current_claim(reviewer=reviewer, source=source)
     if current is not None:
         return current
+    for escalated in (True, False) if roles.is_admin(reviewer) else (False,):
+        item = _claim_first_free(reviewer=reviewer, source=source, escalated=escalated)
+        if item is not None:
+            return item
+    return None
+
+
+def _claim_first_free(*, reviewer, source: Source | None, escalated: bool) -> ReviewItem | None:
+    from reviews.selectors import review_item_next_candidates
+
     for _attempt in range(5):
         with transaction.atomic():
-            candidates = list(review_item_next_candidates(source=source, reviewer=reviewer))
+            candidates = list(review_item_next_candidates(source=source, reviewer=reviewer, escalated=escalated))
             if not candidates:
                 return None
             for candidate in candidates:
@@ -397,9 +420,7 @@ def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewI
 
 def review_item_release(*, item: ReviewItem, reviewer) -> ReviewItem:
     with transaction.atomic():
-        released = ReviewItem.objects.filter(pk=item.pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
-            state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
-        )
+        released = _release_if_held(item=item, reviewer=reviewer)
         item.refresh_from_db()
         if not released:
             raise _conflict_for(item, reviewer, releasing=True)
@@ -407,20 +428,56 @@ def review_item_release(*, item: ReviewItem, reviewer) -> ReviewItem:
     return item
 
 
-def review_claims_expire() -> int:
-    now = timezone.now()
-    return ReviewItem.objects.filter(state=ReviewState.CLAIMED, claim_expires_at__lt=now).update(
-        state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
+def _release_if_held(*, item: ReviewItem, reviewer) -> int:
+    return ReviewItem.objects.filter(pk=item.pk, state__in=_HOLDABLE, claimed_by=reviewer).update(
+        state=_STATE_WHEN_LET_GO, claimed_by=None, claim_expires_at=None
     )
+
+
+def review_item_skip(*, item: ReviewItem, reviewer) -> ItemSkip:
+    """Pass on an item: let go of one's claim on it, so others can take it at once, and keep
+    claim-next from handing it back to this reviewer for SECAI_SKIP_SECONDS. Opening the item
+    from the queue still works; only the automatic hand-out avoids it."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.SECAI_SKIP_SECONDS)
+    with transaction.atomic():
+        if ReviewItem.objects.filter(pk=item.pk, state=ReviewState.DECIDED).exists():
+            raise ItemConflict("This item has already been decided.", field="state")
+        released = _release_if_held(item=item, reviewer=reviewer)
+        skip, _created = ItemSkip.objects.update_or_create(item=item, reviewer=reviewer, defaults={"until": until})
+        audit_record(
+            actor=reviewer, verb="item.skip", obj=item, after={"released": bool(released), "skipped_until": until.isoformat()}
+        )
+    item.refresh_from_db()
+    return skip
+
+
+def review_claims_expire() -> int:
+    """Reopen items whose claim has run out (an escalated item stays escalated) and forget skips
+    that are over. Returns how many claims were let go."""
+    now = timezone.now()
+    with transaction.atomic():
+        reopened = ReviewItem.objects.filter(state__in=_HOLDABLE, claim_expires_at__lt=now).update(
+            state=_STATE_WHEN_LET_GO, claimed_by=None, claim_expires_at=None
+        )
+        ItemSkip.objects.filter(until__lt=now).delete()
+    return reopened
+
+
+def _own_verdict_conflict(item: ReviewItem) -> ItemConflict:
+    if item.state == ReviewState.ESCALATED:
+        return ItemConflict("You gave one of the verdicts that disagree; another admin must decide this item.", field="state")
+    return ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
 
 
 def _conflict_for(item: ReviewItem, reviewer, releasing: bool = False) -> ItemConflict:
     if item.state == ReviewState.DECIDED:
         return ItemConflict("This item has already been decided.", field="state")
-    if item.state == ReviewState.CLAIMED and item.claimed_by_id != reviewer.pk:
-        return ItemConflict(
-            f"This item is claimed by {item.claimed_by.get_username()} until {item.claim_expires_at:%H:%M:%S} UTC.", field="state"
-        )
+    if item.state in _HOLDABLE and item.claimed_by_id not in (None, reviewer.pk) and item.claim_live:
+        holder, until = item.claimed_by.get_username(), f"{item.claim_expires_at:%H:%M:%S} UTC"
+        if item.state == ReviewState.ESCALATED:
+            return ItemConflict(f"This escalated item is being decided by {holder} until {until}.", field="state")
+        return ItemConflict(f"This item is claimed by {holder} until {until}.", field="state")
     if item.state == ReviewState.ESCALATED:
         return ItemConflict("The reviewers disagreed on this item; it is escalated to an admin.", field="state")
     if releasing:
@@ -436,7 +493,9 @@ def reason_codes_for(*, verdict: str | None = None) -> list[str]:
     return list(qs.values_list("code", flat=True))
 
 
-def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "") -> Verdict:
+def verdict_submit(
+    *, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "", bulk: dict[str, Any] | None = None
+) -> Verdict:
     """Record a reviewer's verdict; close the item once enough reviewers agree.
 
     The item row is taken with a compare-and-set (open, claimed by this reviewer, or held by an
@@ -447,6 +506,8 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
     Items needing two verdicts (four-eyes) return to the queue after the first; a second,
     agreeing verdict from another reviewer decides them; disagreement escalates to an admin,
     whose verdict is final. A decided item becomes a training label (approve = threat).
+
+    `bulk` ({"id", "count"}) marks the audit entry as one part of a bulk decision.
     """
     if verdict not in VerdictChoice.values:
         raise ServiceError(f"verdict must be one of {', '.join(VerdictChoice.values)}", field="verdict")
@@ -454,9 +515,7 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
     if reason not in allowed:
         raise ServiceError(f"reason must be one of {', '.join(allowed)} for {verdict}", field="reason")
     now = timezone.now()
-    takeable = _claim_filter(reviewer, now)
-    if roles.is_admin(reviewer):
-        takeable |= Q(state=ReviewState.ESCALATED)
+    takeable = _claim_filter(reviewer, now, escalated=roles.is_admin(reviewer))
     with transaction.atomic():
         won = ReviewItem.objects.filter(pk=item.pk).filter(takeable).update(claimed_by=reviewer, claim_expires_at=None)
         item.refresh_from_db()
@@ -467,9 +526,7 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
             with transaction.atomic():
                 record = Verdict.objects.create(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
         except IntegrityError as exc:
-            raise ItemConflict(
-                "You have already given your verdict on this item; a second reviewer must decide.", field="state"
-            ) from exc
+            raise _own_verdict_conflict(item) from exc
         live = list(item.verdicts.filter(undone_at__isnull=True).values_list("verdict", flat=True))
         if before_state == ReviewState.ESCALATED or len(live) >= item.required_verdicts and len(set(live)) == 1:
             _item_decide(item=item, record=record, now=now)
@@ -488,7 +545,7 @@ def verdict_submit(*, item: ReviewItem, reviewer, verdict: str, reason: str, not
             verb=verb,
             obj=item,
             before={"state": before_state, "proposed_action": item.proposed_action},
-            after=after,
+            after=after if bulk is None else {**after, "bulk": bulk},
         )
         item.refresh_from_db()
         source_id = item.source_id
@@ -541,7 +598,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
                 field="verdict",
             )
         if (
-            item.state == ReviewState.CLAIMED
+            item.state in _HOLDABLE
             and item.claimed_by_id not in (None, reviewer.pk)
             and (item.claim_expires_at is None or item.claim_expires_at > now)
         ):
@@ -577,6 +634,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
 
 @dataclass
 class BulkResult:
+    bulk_id: str = ""
     decided: int = 0
     first_opinions: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -584,13 +642,18 @@ class BulkResult:
 
 def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: str, note: str = "") -> BulkResult:
     """Apply one verdict to many items, each in its own transaction, so one item held by another
-    reviewer is skipped and reported rather than failing the rest."""
+    reviewer is skipped and reported rather than failing the rest.
+
+    The audit trail shows it as one action: every item's entry carries the same bulk id and the
+    number of items chosen, and a closing "bulk.decide" entry sums up what happened to them."""
     if len(item_ids) > settings.SECAI_MAX_BULK:
         raise ServiceError(f"at most {settings.SECAI_MAX_BULK} items per bulk decision", field="items")
-    result = BulkResult()
-    for item in ReviewItem.objects.filter(pk__in=item_ids).order_by("pk"):
+    items = list(ReviewItem.objects.filter(pk__in=item_ids).order_by("pk"))
+    result = BulkResult(bulk_id=uuid.uuid4().hex)
+    bulk = {"id": result.bulk_id, "count": len(items)}
+    for item in items:
         try:
-            verdict_submit(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
+            verdict_submit(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note, bulk=bulk)
         except ItemConflict as exc:
             result.skipped.append({"id": item.pk, "message": exc.message})
             continue
@@ -599,6 +662,21 @@ def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: 
             result.decided += 1
         else:
             result.first_opinions += 1
+    audit_record(
+        actor=reviewer,
+        verb="bulk.decide",
+        object_type="bulk",
+        object_id=result.bulk_id,
+        after={
+            "bulk": bulk,
+            "verdict": verdict,
+            "reason": reason,
+            "items": [i.pk for i in items],
+            "decided": result.decided,
+            "first_opinions": result.first_opinions,
+            "skipped": [s["id"] for s in result.skipped],
+        },
+    )
     return result
 
 

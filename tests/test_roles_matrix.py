@@ -21,6 +21,7 @@ API = [
     ("get", "/api/v1/review-items/{item}/", {"alice", "carol"}),
     ("post", "/api/v1/review-items/claim-next/", {"alice", "carol"}),
     ("post", "/api/v1/review-items/{item}/claim/", {"alice", "carol"}),
+    ("post", "/api/v1/review-items/{item}/skip/", {"alice", "carol"}),
     ("get", "/api/v1/reason-codes/", {"alice", "carol"}),
     ("get", "/api/v1/sources/", {"alice", "carol", "ingest"}),
     ("get", "/api/v1/sources/{source}/policy/", {"carol"}),
@@ -73,7 +74,7 @@ def test_console_forms_require_csrf(alice):
     client = Client(enforce_csrf_checks=True)
     client.login(username="alice", password=PASSWORD)
     item = ReviewItemFactory()
-    for path in ("/next/", f"/items/{item.pk}/claim/", f"/items/{item.pk}/decide/", "/bulk/"):
+    for path in ("/next/", f"/items/{item.pk}/claim/", f"/items/{item.pk}/skip/", f"/items/{item.pk}/decide/", "/bulk/"):
         assert client.post(path, {"verdict": "approve", "reason": "other"}).status_code == 403, path
     item.refresh_from_db()
     assert item.state == "open"

@@ -142,6 +142,14 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         item = services.review_item_release(item=self.get_object(), reviewer=request.user)
         return Response(s.ReviewItemSerializer(selectors.review_item_detail(pk=item.pk)).data)
 
+    @extend_schema(request=None, responses={200: s.ReviewItemSerializer, 204: None})
+    @action(detail=True, methods=["post"])
+    def skip(self, request, pk=None):
+        """Pass on an item: release it for others and get the next one (204 when none). Claim-next
+        does not hand the skipped item to this reviewer again for SECAI_SKIP_SECONDS."""
+        services.review_item_skip(item=self.get_object(), reviewer=request.user)
+        return self.claim_next(request)
+
     @extend_schema(request=s.DecisionInSerializer, responses={200: s.VerdictOutSerializer})
     @action(detail=True, methods=["post"])
     def decision(self, request, pk=None):
@@ -157,6 +165,7 @@ class BulkDecisionInSerializer(s.DecisionInSerializer):
 
 
 class BulkDecisionOutSerializer(serializers.Serializer):
+    bulk_id = serializers.CharField(help_text="shared by the audit entries of this bulk decision")
     decided = serializers.IntegerField()
     first_opinions = serializers.IntegerField()
     skipped = serializers.ListField(child=serializers.DictField())
