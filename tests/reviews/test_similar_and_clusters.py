@@ -102,3 +102,14 @@ def test_clusters_page_shows_the_defining_values_escaped(client, alice):
     assert 'proto=<span class="v">tcp</span>' in html
     assert evil not in html and 'proto=<span class="v">&lt;img src=x onerror=alert(1)&gt;</span>' in html
     assert html.count('class="cluster"') == 2
+
+
+def test_a_group_is_decided_in_bulk_by_its_key(client, alice):
+    src = SourceFactory()
+    group = [ReviewItemFactory(event=EventFactory(source=src, attributes={**BASE, "proto": "udp"})) for _ in range(3)]
+    ReviewItemFactory(event=EventFactory(source=src, attributes=BASE))
+    key = selectors.open_item_clusters(filters=selectors.QueueFilters())[0]["key"]
+    assert client.login(username="alice", password=PASSWORD)
+    confirm = client.post(reverse("reviews:bulk"), {"cluster": key, "verdict": "overturn"})
+    assert sorted(confirm.context["ids"]) == sorted(i.pk for i in group)
+    assert "3 items</strong> will be overturned" in confirm.content.decode()
