@@ -332,15 +332,31 @@ def _numeric(value) -> float:
 
 def _pool_extend(data: dict, rows: list[tuple[int, int, dict]]) -> dict:
     numeric, categorical = data["numeric"], data["categorical"]
-    X = _log_scale([[_numeric(attrs.get(k)) for k in numeric] for _, _, attrs in rows]).reshape(len(rows), len(numeric))
+    X = np.vstack(
+        [
+            data["X"],
+            _log_scale([[_numeric(attrs.get(k)) for k in numeric] for _, _, attrs in rows]).reshape(len(rows), len(numeric)),
+        ]
+    )
+    C = np.empty((len(rows), len(categorical)), dtype=object)
+    for i, (_, _, attrs) in enumerate(rows):
+        C[i, :] = [attrs.get(k) for k in categorical]
     return {
         **data,
         "verdict_ids": data["verdict_ids"] + [r[0] for r in rows],
         "event_ids": np.concatenate([data["event_ids"], np.array([r[1] for r in rows], dtype=np.int64)]),
-        "X": np.vstack([data["X"], X]),
-        "C": data["C"] + [[attrs.get(k) for k in categorical] for _, _, attrs in rows],
+        "X": X,
+        "range": _column_range(X),
+        "C": np.vstack([data["C"], C]),
         "max_pk": max([data["max_pk"], *(r[0] for r in rows)]),
     }
+
+
+def _column_range(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (lowest, highest) value, ignoring missing ones; NaN for an all-missing column."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column has no range
+        return np.nanmin(X, axis=0, initial=np.inf), np.nanmax(X, axis=0, initial=-np.inf)
 
 
 def _similar_pool(source: Source, pool: int) -> dict:
@@ -363,7 +379,7 @@ def _similar_pool(source: Source, pool: int) -> dict:
         "verdict_ids": [],
         "event_ids": np.array([], dtype=np.int64),
         "X": np.empty((0, len(numeric))),
-        "C": [],
+        "C": np.empty((0, len([k for k, t in source.schema.items() if t == "categorical"])), dtype=object),
         "max_pk": 0,
     }
     data = _pool_extend(empty, _pool_rows(source, limit=pool))
@@ -385,19 +401,20 @@ class SimilarVerdict:
         return math.floor(self.similarity * 100 + 1e-9)
 
 
-def attribute_similarity(x_num: np.ndarray, X: np.ndarray, x_cat: list, C: list[list]) -> tuple[np.ndarray, np.ndarray]:
+def attribute_similarity(
+    x_num: np.ndarray, X: np.ndarray, x_cat: list, C: np.ndarray, pool_range: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Gower's similarity of one event to each row of a pool, and how many attributes are equal.
 
     Each attribute scores 1 when equal and 0 when as far apart as any two values in the pool and
     the event; numbers are compared on a log scale (a byte count of 1,000 is near 1,200, far from
     1); a category scores 1 or 0; a missing value matches only a missing value. The similarity is
-    the mean over attributes, so it reads as a share and does not grow with the size of the pool."""
+    the mean over attributes, so it reads as a share and does not grow with the size of the pool.
+    pool_range is _column_range(X), when the caller keeps it."""
     n = X.shape[0]
     if X.shape[1]:
-        both = np.vstack([X, x_num[None, :]])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column has no range
-            spread = np.nanmax(both, axis=0) - np.nanmin(both, axis=0)
+        lo, hi = pool_range if pool_range is not None else _column_range(X)
+        spread = np.fmax(hi, x_num) - np.fmin(lo, x_num)  # fmax/fmin skip a missing value
         spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
         diff = np.abs(X - x_num) / spread
         missing_x, missing_pool = np.isnan(x_num)[None, :], np.isnan(X)
@@ -407,9 +424,11 @@ def attribute_similarity(x_num: np.ndarray, X: np.ndarray, x_cat: list, C: list[
     else:
         total, equal = np.zeros(n), np.zeros(n, dtype=int)
     if x_cat:
-        same = np.array([[a == b for a, b in zip(row, x_cat, strict=True)] for row in C], dtype=float).reshape(n, len(x_cat))
-        total = total + same.sum(axis=1)
-        equal = equal + same.sum(axis=1).astype(int)
+        mine = np.empty(len(x_cat), dtype=object)
+        mine[:] = x_cat
+        same = (np.asarray(C, dtype=object).reshape(n, len(x_cat)) == mine).sum(axis=1)
+        total = total + same
+        equal = equal + same.astype(int)
     compared = X.shape[1] + len(x_cat)
     return (total / compared if compared else np.zeros(n)), equal
 
@@ -423,7 +442,7 @@ def similar_decided_events(*, event: Event, limit: int = 5, pool: int = 2000) ->
         return []
     x_num = _log_scale([_numeric(event.attributes.get(k)) for k in data["numeric"]])
     x_cat = [event.attributes.get(k) for k in data["categorical"]]
-    similarity, equal = attribute_similarity(x_num, data["X"], x_cat, data["C"])
+    similarity, equal = attribute_similarity(x_num, data["X"], x_cat, data["C"], data["range"])
     similarity[data["event_ids"] == event.pk] = -1.0  # not itself
     # Most similar first; among equals the most recent verdict (larger id) first. A few spare rows
     # stand in for verdicts undone since the pool was built.

@@ -30,6 +30,11 @@ def test_similarity_is_a_share_between_0_and_1():
     assert sim[2] < 0.05 and equal[2] == 0  # near the far end of the pool on both numbers, another category
     assert sim[3] == pytest.approx(2 / 3) and equal[3] == 2  # a missing value matches nothing but a missing value
     assert ((sim >= 0) & (sim <= 1)).all()
+    # A column nobody has a value for matches; one only the event has counts as different.
+    none = np.full((2, 1), np.nan)
+    both_missing, _ = selectors.attribute_similarity(np.array([np.nan]), none, [], np.empty((2, 0), dtype=object))
+    only_event, _ = selectors.attribute_similarity(np.array([3.0]), none, [], np.empty((2, 0), dtype=object))
+    assert both_missing.tolist() == [1.0, 1.0] and only_event.tolist() == [0.0, 0.0]
 
 
 def test_item_page_shows_similarity_in_percent_with_few_decided_items(client, alice, bob):
