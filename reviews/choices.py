@@ -39,6 +39,12 @@ class ReviewState(models.TextChoices):
     EXPIRED = "expired"
 
 
+# States in which claimed_by names who holds an item: a reviewer's claim, or an admin working on
+# an escalation (which keeps its state, since only an admin may close it). A reviewer holds at most
+# one item in these states at a time (a partial unique index).
+HELD_STATES = (ReviewState.CLAIMED, ReviewState.ESCALATED)
+
+
 class ItemKind(models.TextChoices):
     FLAGGED = "flagged", "flagged"  # scored at or above the review threshold
     AUDIT_SAMPLE = "audit_sample", "audit sample"  # a random event below the threshold, to estimate missed threats

@@ -602,10 +602,13 @@ def audit_entry_list(
     object_id: str = "",
     since: datetime | None = None,
     until: datetime | None = None,
+    bulk: str = "",
 ) -> QuerySet[AuditEntry]:
-    """Audit entries, newest first, filtered by exact actor, verb, object type and id, and by a
-    creation-time range [since, until)."""
+    """Audit entries, newest first, filtered by exact actor, verb, object type and id, by a
+    creation-time range [since, until), and by bulk decision (its items' entries and its summary)."""
     qs = AuditEntry.objects.order_by("-id")
+    if bulk:
+        qs = qs.filter(Q(after__bulk__id=bulk) | Q(object_type="bulk", object_id=bulk))
     if actor:
         qs = qs.filter(actor_label=actor)
     if verb:

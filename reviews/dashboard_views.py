@@ -120,6 +120,7 @@ class AuditFilterForm(forms.Form):
     object_id = forms.CharField(required=False, max_length=64, label="Object id")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    bulk = forms.CharField(required=False, max_length=64, label="Bulk decision")
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
@@ -134,6 +135,7 @@ class AuditFilterForm(forms.Form):
             "since": timezone.make_aware(datetime.combine(since, time.min)) if since else None,
             # "To" is a whole day: entries up to the end of it.
             "until": timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min)) if until else None,
+            "bulk": data.get("bulk", "").strip(),
         }
 
 
@@ -143,11 +145,21 @@ def _pretty(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _bulk_of(entry) -> dict | None:
+    """{"id", "short", "count", "query"} when the entry is part (or the summary) of a bulk decision."""
+    bulk = entry.after.get("bulk") if isinstance(entry.after, dict) else None
+    if not isinstance(bulk, dict) or not isinstance(bulk.get("id"), str):
+        return None
+    return {"id": bulk["id"], "short": bulk["id"][:8], "count": bulk.get("count"), "query": urlencode({"bulk": bulk["id"]})}
+
+
 @admin_required
 @require_safe
 def audit_page(request):
     form = AuditFilterForm(request.GET)
-    filters = {k: v for k, v in request.GET.items() if k in ("actor", "verb", "object_type", "object_id", "since", "until") and v}
+    filters = {
+        k: v for k, v in request.GET.items() if k in ("actor", "verb", "object_type", "object_id", "since", "until", "bulk") and v
+    }
     entries: list = []
     newer = older = None
     if form.is_valid():
@@ -180,6 +192,7 @@ def audit_page(request):
             "actor_query": urlencode({"actor": e.actor_label}),
             "verb_query": urlencode({"verb": e.verb}),
             "object_query": urlencode({"object_type": e.object_type, "object_id": e.object_id}),
+            "bulk": _bulk_of(e),
         }
         for e in entries
     ]

@@ -4,8 +4,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from reviews.choices import (
+    HELD_STATES,
     Action,
     AttributeType,
     EventStatus,
@@ -135,15 +137,49 @@ class ReviewItem(models.Model):
     class Meta:
         indexes = [models.Index(fields=["state", "-priority", "created_at"], name="item_queue_order")]
         constraints = [
-            # One claim per reviewer, enforced by the database so that parallel claim-next calls
-            # of one reviewer (two tabs, a double click) cannot leave them holding two items.
-            models.UniqueConstraint(
-                fields=["claimed_by"], condition=Q(state=ReviewState.CLAIMED), name="item_one_claim_per_reviewer"
-            ),
+            # One held item per reviewer (a claim, or an escalation an admin is working on),
+            # enforced by the database so that parallel claim-next calls of one reviewer (two
+            # tabs, a double click) cannot leave them holding two items.
+            models.UniqueConstraint(fields=["claimed_by"], condition=Q(state__in=HELD_STATES), name="item_one_hold_per_reviewer"),
         ]
 
     def __str__(self) -> str:
         return f"review of {self.event}"
+
+    # A claim is a lock with an expiry, and the sweeper that reopens expired claims runs only
+    # once a minute: the page must not call a claim that has run out "claimed".
+    @property
+    def claim_live(self) -> bool:
+        return self.claimed_by_id is not None and self.claim_expires_at is not None and self.claim_expires_at >= timezone.now()
+
+    @property
+    def claim_expired(self) -> bool:
+        return (
+            self.state in HELD_STATES
+            and self.claimed_by_id is not None
+            and self.claim_expires_at is not None
+            and self.claim_expires_at < timezone.now()
+        )
+
+    @property
+    def display_state(self) -> str:
+        """The state a reviewer should read: a claimed item whose claim has expired is open."""
+        return ReviewState.OPEN if self.state == ReviewState.CLAIMED and self.claim_expired else self.state
+
+
+class ItemSkip(models.Model):
+    """A reviewer passed on an item: claim-next does not hand it to them again until `until`.
+    Others get it as usual."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="skips")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="item_skips")
+    until = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reviewer", "item"], name="item_skip_one_per_reviewer")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} skipped {self.item_id} until {self.until:%H:%M:%S}"
 
 
 class ReasonCode(models.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,13 +13,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from reviews import roles
 from reviews.audit import audit_record
-from reviews.choices import ACTION_SEVERITY, EventStatus, ItemKind, LabelOrigin, ReasonApplies, ReviewState, VerdictChoice
-from reviews.models import Event, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
+from reviews.choices import (
+    ACTION_SEVERITY,
+    HELD_STATES,
+    EventStatus,
+    ItemKind,
+    LabelOrigin,
+    ReasonApplies,
+    ReviewState,
+    VerdictChoice,
+)
+from reviews.models import Event, ItemSkip, Label, Policy, ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import CleanEvent, FieldError, validate_batch
 
 logger = logging.getLogger(__name__)
@@ -416,40 +426,57 @@ def _events_write_scores(events: list[Event], *, model_version_id: int, scored_a
 # ---------------------------------------------------------------- review items
 
 
-def _claim_filter(reviewer, now) -> Q:
-    return (
-        Q(state=ReviewState.OPEN)
-        | Q(state=ReviewState.CLAIMED, claimed_by=reviewer)
-        | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now)
-    )
+def _claim_filter(reviewer, now, *, escalated: bool = False) -> Q:
+    """Items the reviewer may take: open, claimed by them, or held by a claim that has run out;
+    with escalated=True (admins) also escalated items that no other admin holds."""
+    states = [ReviewState.OPEN, ReviewState.CLAIMED, *([ReviewState.ESCALATED] if escalated else [])]
+    free = Q(claimed_by__isnull=True) | Q(claimed_by=reviewer) | Q(claim_expires_at__lt=now)
+    return Q(state__in=states) & free
+
+
+# An escalated item keeps its state while an admin holds it: the state says why it waits (only an
+# admin may close it), the claim fields say who is on it, so two admins never work on one. Such a
+# hold counts as the admin's one held item (the unique index covers HELD_STATES).
+_STATE_WHEN_HELD = Case(When(state=ReviewState.ESCALATED, then=Value(ReviewState.ESCALATED)), default=Value(ReviewState.CLAIMED))
+_STATE_WHEN_LET_GO = Case(When(state=ReviewState.ESCALATED, then=Value(ReviewState.ESCALATED)), default=Value(ReviewState.OPEN))
 
 
 class _ClaimRace(Exception):
-    """A concurrent transaction of the same reviewer claimed another item first."""
+    """A concurrent transaction of the same reviewer took another item first."""
+
+
+class _LookAgain(Exception):
+    """claim-next should start over: a parallel call of the reviewer won, or the items it could
+    take were locked by calls that have settled since."""
+
+
+def _release_if_held(*, item: ReviewItem, reviewer) -> int:
+    return ReviewItem.objects.filter(pk=item.pk, state__in=HELD_STATES, claimed_by=reviewer).update(
+        state=_STATE_WHEN_LET_GO, claimed_by=None, claim_expires_at=None
+    )
 
 
 def _claims_release_others(*, reviewer, why: str, keep_pk: int | None = None, only: Q | None = None) -> None:
-    """Put the reviewer's claimed items other than keep_pk (those matching `only`, if given) back
-    in the queue.
+    """Let go of the items the reviewer holds other than keep_pk (those matching `only`, if
+    given): a claimed item goes back to the queue, an escalation stays escalated for any admin.
 
-    A reviewer holds one claim at a time (a partial unique index on claimed_by where the state is
-    'claimed'), so taking an item gives up the one held before."""
-    held = ReviewItem.objects.filter(state=ReviewState.CLAIMED, claimed_by=reviewer)
+    A reviewer holds one item at a time (a partial unique index on claimed_by over HELD_STATES),
+    so taking an item gives up the one held before."""
+    held = ReviewItem.objects.filter(state__in=HELD_STATES, claimed_by=reviewer)
     if keep_pk is not None:
         held = held.exclude(pk=keep_pk)
     if only is not None:
         held = held.filter(only)
     for pk in list(held.values_list("pk", flat=True)):
-        if ReviewItem.objects.filter(pk=pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
-            state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
-        ):
+        if _release_if_held(item=ReviewItem(pk=pk), reviewer=reviewer):
             audit_record(actor=reviewer, verb="item.release", obj=ReviewItem(pk=pk), after={"reason": why})
 
 
 def _review_item_take(*, item: ReviewItem, reviewer, release_held: bool) -> ReviewItem:
-    """One attempt at claiming item; raises _ClaimRace when the unique index refuses the claim
-    because another transaction of this reviewer holds a claim (committed, or committing now).
-    With release_held, a claim the reviewer holds on another item goes back to the queue first."""
+    """One attempt at claiming item (an admin may take an escalated item, which keeps its state);
+    raises _ClaimRace when the unique index refuses the claim because another transaction of this
+    reviewer holds an item (committed, or committing now). With release_held, an item the
+    reviewer holds elsewhere is let go first."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS)
     with transaction.atomic():
@@ -459,8 +486,8 @@ def _review_item_take(*, item: ReviewItem, reviewer, release_held: bool) -> Revi
             with transaction.atomic():
                 won = (
                     ReviewItem.objects.filter(pk=item.pk)
-                    .filter(_claim_filter(reviewer, now))
-                    .update(state=ReviewState.CLAIMED, claimed_by=reviewer, claim_expires_at=expires)
+                    .filter(_claim_filter(reviewer, now, escalated=roles.is_admin(reviewer)))
+                    .update(state=_STATE_WHEN_HELD, claimed_by=reviewer, claim_expires_at=expires)
                 )
         except IntegrityError as exc:
             raise _ClaimRace from exc
@@ -473,10 +500,11 @@ def _review_item_take(*, item: ReviewItem, reviewer, release_held: bool) -> Revi
 
 def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
     """Claim an item for a reviewer, with a compare-and-set that works on SQLite and PostgreSQL.
-    A claim the reviewer held on another item goes back to the queue."""
+    Admins may also claim an escalated item, which keeps its state. An item the reviewer held
+    elsewhere is let go."""
     _require_reviewable(item, reviewer)
     if item.verdicts.filter(reviewer=reviewer, undone_at__isnull=True).exists():
-        raise ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
+        raise _own_verdict_conflict(item)
     for _attempt in range(3):
         try:
             return _review_item_take(item=item, reviewer=reviewer, release_held=True)
@@ -486,16 +514,22 @@ def review_item_claim(*, item: ReviewItem, reviewer) -> ReviewItem:
 
 
 def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewItem | None:
-    """Hand the reviewer their current claim, or the highest-priority open item nobody holds.
+    """Hand the reviewer the item they hold, or the highest-priority item nobody holds.
+
+    An admin gets escalated items first: the reviewers disagreed on them, only an admin can close
+    them, and they would otherwise wait behind every ordinary item. Nobody is handed an item they
+    have given a verdict on or skipped within SECAI_SKIP_SECONDS, nor one of a source they do not
+    review.
 
     Parallel calls of one reviewer (a double click, two tabs, a retried request) all return the
-    same item: each attempt first looks for the reviewer's live claim, and when two attempts
-    claim different items at once the unique index lets one commit and the other starts over,
-    finding the first one's claim. A claim outside `source`, or one that has expired, goes back
-    to the queue before a new item is taken; a live claim inside `source` never does, since it
-    may be the one a parallel call has just committed."""
-    from reviews.selectors import review_item_current_claim, review_item_next_candidates, review_item_open_for
+    same item: each attempt first looks for the reviewer's live hold, and when two attempts
+    take different items at once the unique index lets one commit and the other starts over,
+    finding the first one's item. A hold outside `source`, or one that has expired, is let go
+    before a new item is taken; a live hold inside `source` never is, since it may be the one a
+    parallel call has just committed."""
+    from reviews.selectors import review_item_current_claim
 
+    kinds = (True, False) if roles.is_admin(reviewer) else (False,)
     for _attempt in range(10):
         with transaction.atomic():
             current = review_item_current_claim(reviewer=reviewer, source=source)
@@ -507,32 +541,46 @@ def review_item_claim_next(*, reviewer, source: Source | None = None) -> ReviewI
             _claims_release_others(
                 reviewer=reviewer, only=stale, why="expired, or outside the source asked for: claim-next took another"
             )
-            candidates = list(review_item_next_candidates(source=source, reviewer=reviewer))
-            if not candidates:
-                if not connection.features.has_select_for_update_skip_locked:
-                    return None
-                if not review_item_open_for(source=source, reviewer=reviewer).exists():
-                    return None  # nothing open at all
-                # Every open item is locked by calls still deciding (perhaps a parallel call of
-                # this reviewer, about to commit its claim): wait for the first to settle and look
-                # again, rather than tell the reviewer the queue is empty.
-                list(review_item_next_candidates(source=source, reviewer=reviewer, skip_locked=False))
+            try:
+                for escalated in kinds:
+                    item = _claim_first_free(reviewer=reviewer, source=source, escalated=escalated)
+                    if item is not None:
+                        return item
+                return None
+            except _LookAgain:
                 continue
-            for candidate in candidates:
-                try:
-                    return _review_item_take(item=candidate, reviewer=reviewer, release_held=False)
-                except _ClaimRace:
-                    break  # a parallel call of this reviewer won: the next attempt returns its item
-                except ItemConflict:
-                    continue  # another reviewer won this one between our read and our update
     return None
+
+
+def _claim_first_free(*, reviewer, source: Source | None, escalated: bool) -> ReviewItem | None:
+    """Claim the first open (or, with escalated, escalated) item claim-next may hand the reviewer;
+    None when there is none. Raises _LookAgain when the attempt should start over."""
+    from reviews.selectors import review_item_next_candidates, review_items_free_for
+
+    candidates = list(review_item_next_candidates(source=source, reviewer=reviewer, escalated=escalated))
+    if not candidates:
+        if not connection.features.has_select_for_update_skip_locked:
+            return None
+        if not review_items_free_for(source=source, reviewer=reviewer, escalated=escalated).exists():
+            return None  # nothing of this kind at all
+        # Every such item is locked by calls still deciding (perhaps a parallel call of this
+        # reviewer, about to commit its claim): wait for the first to settle and look again,
+        # rather than tell the reviewer the queue is empty.
+        list(review_item_next_candidates(source=source, reviewer=reviewer, escalated=escalated, skip_locked=False))
+        raise _LookAgain
+    for candidate in candidates:
+        try:
+            return _review_item_take(item=candidate, reviewer=reviewer, release_held=False)
+        except _ClaimRace as exc:
+            raise _LookAgain from exc  # a parallel call of this reviewer won: the next attempt returns its item
+        except ItemConflict:
+            continue  # another reviewer won this one between our read and our update
+    raise _LookAgain
 
 
 def review_item_release(*, item: ReviewItem, reviewer) -> ReviewItem:
     with transaction.atomic():
-        released = ReviewItem.objects.filter(pk=item.pk, state=ReviewState.CLAIMED, claimed_by=reviewer).update(
-            state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
-        )
+        released = _release_if_held(item=item, reviewer=reviewer)
         item.refresh_from_db()
         if not released:
             raise _conflict_for(item, reviewer, releasing=True)
@@ -540,20 +588,51 @@ def review_item_release(*, item: ReviewItem, reviewer) -> ReviewItem:
     return item
 
 
-def review_claims_expire() -> int:
+def review_item_skip(*, item: ReviewItem, reviewer) -> ItemSkip:
+    """Pass on an item: let go of one's claim on it, so others can take it at once, and keep
+    claim-next from handing it back to this reviewer for SECAI_SKIP_SECONDS. Opening the item
+    from the queue still works; only the automatic hand-out avoids it."""
+    _require_reviewable(item, reviewer)
     now = timezone.now()
-    return ReviewItem.objects.filter(state=ReviewState.CLAIMED, claim_expires_at__lt=now).update(
-        state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None
-    )
+    until = now + timedelta(seconds=settings.SECAI_SKIP_SECONDS)
+    with transaction.atomic():
+        if ReviewItem.objects.filter(pk=item.pk, state=ReviewState.DECIDED).exists():
+            raise ItemConflict("This item has already been decided.", field="state")
+        released = _release_if_held(item=item, reviewer=reviewer)
+        skip, _created = ItemSkip.objects.update_or_create(item=item, reviewer=reviewer, defaults={"until": until})
+        audit_record(
+            actor=reviewer, verb="item.skip", obj=item, after={"released": bool(released), "skipped_until": until.isoformat()}
+        )
+    item.refresh_from_db()
+    return skip
+
+
+def review_claims_expire() -> int:
+    """Reopen items whose claim has run out (an escalated item stays escalated) and forget skips
+    that are over. Returns how many claims were let go."""
+    now = timezone.now()
+    with transaction.atomic():
+        reopened = ReviewItem.objects.filter(state__in=HELD_STATES, claim_expires_at__lt=now).update(
+            state=_STATE_WHEN_LET_GO, claimed_by=None, claim_expires_at=None
+        )
+        ItemSkip.objects.filter(until__lt=now).delete()
+    return reopened
+
+
+def _own_verdict_conflict(item: ReviewItem) -> ItemConflict:
+    if item.state == ReviewState.ESCALATED:
+        return ItemConflict("You gave one of the verdicts that disagree; another admin must decide this item.", field="state")
+    return ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
 
 
 def _conflict_for(item: ReviewItem, reviewer, releasing: bool = False) -> ItemConflict:
     if item.state == ReviewState.DECIDED:
         return ItemConflict("This item has already been decided.", field="state")
-    if item.state == ReviewState.CLAIMED and item.claimed_by_id != reviewer.pk:
-        return ItemConflict(
-            f"This item is claimed by {item.claimed_by.get_username()} until {item.claim_expires_at:%H:%M:%S} UTC.", field="state"
-        )
+    if item.state in HELD_STATES and item.claimed_by_id not in (None, reviewer.pk) and item.claim_live:
+        holder, until = item.claimed_by.get_username(), f"{item.claim_expires_at:%H:%M:%S} UTC"
+        if item.state == ReviewState.ESCALATED:
+            return ItemConflict(f"This escalated item is being decided by {holder} until {until}.", field="state")
+        return ItemConflict(f"This item is claimed by {holder} until {until}.", field="state")
     if item.state == ReviewState.ESCALATED:
         return ItemConflict("The reviewers disagreed on this item; it is escalated to an admin.", field="state")
     if releasing:
@@ -569,15 +648,31 @@ def reason_codes_for(*, verdict: str | None = None) -> list[str]:
     return list(qs.values_list("code", flat=True))
 
 
+def _live_verdicts(item: ReviewItem) -> list[str]:
+    """The verdicts that count towards the item's decision: not undone and, after an appeal
+    reopened the item, given since then."""
+    live_qs = item.verdicts.filter(undone_at__isnull=True)
+    if item.reopened_at is not None:
+        live_qs = live_qs.filter(created_at__gte=item.reopened_at)
+    return list(live_qs.order_by("pk").values_list("verdict", flat=True))
+
+
 def verdict_submit(
-    *, item: ReviewItem, reviewer, verdict: str, reason: str, note: str = "", allowlist_entity: bool = False
+    *,
+    item: ReviewItem,
+    reviewer,
+    verdict: str,
+    reason: str,
+    note: str = "",
+    allowlist_entity: bool = False,
+    bulk: dict[str, Any] | None = None,
 ) -> Verdict:
     """Record a reviewer's verdict; close the item once enough reviewers agree.
 
     The item row is taken with a compare-and-set (open, claimed by this reviewer, or held by an
-    expired claim; escalated items only by an admin), so a second reviewer or a second
-    submission gets an ItemConflict (HTTP 409) and changes nothing. The update also locks the
-    row, which orders concurrent verdicts on one four-eyes item.
+    expired claim; escalated items only by an admin nobody else's live hold keeps out), so a
+    second reviewer or a second submission gets an ItemConflict (HTTP 409) and changes nothing.
+    The update also locks the row, which orders concurrent verdicts on one four-eyes item.
 
     Items needing two verdicts (four-eyes) return to the queue after the first; a second,
     agreeing verdict from another reviewer decides them; disagreement escalates to an admin,
@@ -585,7 +680,8 @@ def verdict_submit(
     outcome goes to the actions side (execute, cancel or reverse; see actions.services).
 
     allowlist_entity (overturn only) puts the event's entity on the source's allow list in the
-    same transaction, for SECAI_ALLOWLIST_DAYS days.
+    same transaction, for SECAI_ALLOWLIST_DAYS days. `bulk` ({"id", "count"}) marks the audit
+    entry as one part of a bulk decision.
     """
     _require_reviewable(item, reviewer)
     if allowlist_entity and verdict != VerdictChoice.OVERTURN:
@@ -596,17 +692,22 @@ def verdict_submit(
     if reason not in allowed:
         raise ServiceError(f"reason must be one of {', '.join(allowed)} for {verdict}", field="reason")
     now = timezone.now()
-    takeable = _claim_filter(reviewer, now)
-    if roles.is_admin(reviewer):
-        takeable |= Q(state=ReviewState.ESCALATED)
+    takeable = _claim_filter(reviewer, now, escalated=roles.is_admin(reviewer))
     with transaction.atomic():
-        # Someone else's expired claim counts as open. Reopening it first keeps the item out of
-        # the 'claimed' state while this reviewer decides it, so a reviewer who holds a claim on
-        # another item does not briefly hold two (one claim per reviewer is a unique index).
-        ReviewItem.objects.filter(pk=item.pk, state=ReviewState.CLAIMED, claim_expires_at__lt=now).exclude(
+        # Someone else's expired hold counts as free. Letting go of it first keeps the item out of
+        # the 'claimed' state while this reviewer decides it, so a reviewer who holds another
+        # item does not briefly hold two (one held item per reviewer is a unique index).
+        ReviewItem.objects.filter(pk=item.pk, state__in=HELD_STATES, claim_expires_at__lt=now).exclude(
             claimed_by=reviewer
-        ).update(state=ReviewState.OPEN, claimed_by=None, claim_expires_at=None)
-        won = ReviewItem.objects.filter(pk=item.pk).filter(takeable).update(claimed_by=reviewer, claim_expires_at=None)
+        ).update(state=_STATE_WHEN_LET_GO, claimed_by=None, claim_expires_at=None)
+        # An admin's verdict on an escalation decides it in this transaction, so the item is not
+        # marked as theirs: that would count as a second hold next to a claim they have elsewhere.
+        holder = Case(
+            When(state=ReviewState.ESCALATED, then=F("claimed_by")),
+            default=Value(reviewer.pk),
+            output_field=IntegerField(),
+        )
+        won = ReviewItem.objects.filter(pk=item.pk).filter(takeable).update(claimed_by=holder, claim_expires_at=None)
         item.refresh_from_db()
         if not won:
             raise _conflict_for(item, reviewer)
@@ -615,14 +716,8 @@ def verdict_submit(
             with transaction.atomic():
                 record = Verdict.objects.create(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
         except IntegrityError as exc:
-            raise ItemConflict(
-                "You have already given your verdict on this item; a second reviewer must decide.", field="state"
-            ) from exc
-        # After an appeal reopened the item, only the verdicts given since then decide it.
-        live_qs = item.verdicts.filter(undone_at__isnull=True)
-        if item.reopened_at is not None:
-            live_qs = live_qs.filter(created_at__gte=item.reopened_at)
-        live = list(live_qs.values_list("verdict", flat=True))
+            raise _own_verdict_conflict(item) from exc
+        live = _live_verdicts(item)
         if before_state == ReviewState.ESCALATED or len(live) >= item.required_verdicts and len(set(live)) == 1:
             from actions.services import item_decided
 
@@ -643,7 +738,7 @@ def verdict_submit(
             verb=verb,
             obj=item,
             before={"state": before_state, "proposed_action": item.proposed_action},
-            after=after,
+            after=after if bulk is None else {**after, "bulk": bulk},
         )
         if allowlist_entity:
             if verb != "item.decide":
@@ -717,7 +812,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
                 field="verdict",
             )
         if (
-            item.state == ReviewState.CLAIMED
+            item.state in HELD_STATES
             and item.claimed_by_id not in (None, reviewer.pk)
             and (item.claim_expires_at is None or item.claim_expires_at > now)
         ):
@@ -733,11 +828,16 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
             )
         before_state = item.state
         Label.objects.filter(event_id=item.event_id, verdict_id=verdict.pk).delete()
-        # The item returns to the reviewer's claim; the item the console handed them next goes
-        # back to the queue (one claim per reviewer).
+        # The item returns to the reviewer's hold; the item the console handed them next is let
+        # go (one held item per reviewer). An admin who takes back their word on an escalation
+        # holds it again as an escalation: the reviewers' verdicts still disagree.
         _claims_release_others(reviewer=reviewer, keep_pk=item.pk, why=f"took item {item.pk} back with an undo")
+        remaining = _live_verdicts(item)
+        back_to = (
+            ReviewState.ESCALATED if len(remaining) >= item.required_verdicts and len(set(remaining)) > 1 else ReviewState.CLAIMED
+        )
         ReviewItem.objects.filter(pk=item.pk).update(
-            state=ReviewState.CLAIMED,
+            state=back_to,
             claimed_by=reviewer,
             claim_expires_at=now + timedelta(seconds=settings.SECAI_CLAIM_SECONDS),
             decided_at=None,
@@ -752,7 +852,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
             verb="verdict.undo",
             obj=item,
             before={"state": before_state, "verdict": verdict.verdict, "verdict_id": verdict.pk},
-            after={"state": ReviewState.CLAIMED},
+            after={"state": back_to},
         )
         item.refresh_from_db()
     return item
@@ -760,6 +860,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
 
 @dataclass
 class BulkResult:
+    bulk_id: str = ""
     decided: int = 0
     first_opinions: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -768,15 +869,20 @@ class BulkResult:
 def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: str, note: str = "") -> BulkResult:
     """Apply one verdict to many items, each in its own transaction, so one item held by another
     reviewer is skipped and reported rather than failing the rest. Ids of items that do not exist
-    or belong to sources the reviewer is not assigned to are ignored alike."""
+    or belong to sources the reviewer is not assigned to are ignored alike.
+
+    The audit trail shows it as one action: every item's entry carries the same bulk id and the
+    number of items chosen, and a closing "bulk.decide" entry sums up what happened to them."""
     from reviews.selectors import scoped_to_reviewer
 
     if len(item_ids) > settings.SECAI_MAX_BULK:
         raise ServiceError(f"at most {settings.SECAI_MAX_BULK} items per bulk decision", field="items")
-    result = BulkResult()
-    for item in scoped_to_reviewer(ReviewItem.objects.filter(pk__in=item_ids), viewer=reviewer).order_by("pk"):
+    items = list(scoped_to_reviewer(ReviewItem.objects.filter(pk__in=item_ids), viewer=reviewer).order_by("pk"))
+    result = BulkResult(bulk_id=uuid.uuid4().hex)
+    bulk = {"id": result.bulk_id, "count": len(items)}
+    for item in items:
         try:
-            verdict_submit(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note)
+            verdict_submit(item=item, reviewer=reviewer, verdict=verdict, reason=reason, note=note, bulk=bulk)
         except ItemConflict as exc:
             result.skipped.append({"id": item.pk, "message": exc.message})
             continue
@@ -785,6 +891,21 @@ def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: 
             result.decided += 1
         else:
             result.first_opinions += 1
+    audit_record(
+        actor=reviewer,
+        verb="bulk.decide",
+        object_type="bulk",
+        object_id=result.bulk_id,
+        after={
+            "bulk": bulk,
+            "verdict": verdict,
+            "reason": reason,
+            "items": [i.pk for i in items],
+            "decided": result.decided,
+            "first_opinions": result.first_opinions,
+            "skipped": [s["id"] for s in result.skipped],
+        },
+    )
     return result
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("items/<int:pk>/", views.item_detail, name="item"),
     path("items/<int:pk>/claim/", views.item_claim, name="claim"),
     path("items/<int:pk>/release/", views.item_release, name="release"),
+    path("items/<int:pk>/skip/", views.item_skip, name="skip"),
     path("items/<int:pk>/decide/", views.item_decide, name="decide"),
     path("verdicts/<int:pk>/undo/", views.verdict_undo, name="undo"),
     path("bulk/", views.bulk_decide, name="bulk"),

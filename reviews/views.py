@@ -88,30 +88,49 @@ def queue(request):
     return render(request, "reviews/queue.html", context)
 
 
-@reviewer_required
-@require_POST
-def claim_next(request):
-    source = selectors.sources_reviewable(user=request.user).filter(name=request.POST.get("source", "")).first()
+def _queue_empty_message(request) -> None:
+    skipped, back_at = selectors.item_skips_pending(reviewer=request.user)
+    if skipped:
+        messages.info(
+            request,
+            f"Nothing else is waiting for you: the {skipped} item(s) you skipped are left to others"
+            f" and come back to you from {back_at:%H:%M} UTC. Open one from the queue to take it now.",
+        )
+    else:
+        messages.info(request, "The queue is empty: nothing is waiting for review.")
+
+
+def _to_next_item(request, *, source: Source | None = None):
     item = services.review_item_claim_next(reviewer=request.user, source=source)
     if item is None:
-        messages.info(request, "The queue is empty: nothing is waiting for review.")
+        _queue_empty_message(request)
         return redirect("reviews:queue")
     return redirect("reviews:item", pk=item.pk)
 
 
 @reviewer_required
+@require_POST
+def claim_next(request):
+    source = selectors.sources_reviewable(user=request.user).filter(name=request.POST.get("source", "")).first()
+    return _to_next_item(request, source=source)
+
+
+@reviewer_required
 def item_detail(request, pk: int):
     item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
+    user = request.user
     verdicts = list(item.verdicts.select_related("reviewer").order_by("created_at"))
     live = [v for v in verdicts if v.undone_at is None]
+    shown_verdicts, hidden_verdicts = selectors.verdicts_visible(verdicts=verdicts, item_state=item.state, viewer=user)
     audit = AuditEntry.objects.filter(object_type="reviews.reviewitem", object_id=str(item.pk)).order_by("created_at")
-    user = request.user
     already = any(v.reviewer_id == user.pk for v in live)
-    takeable = item.state == ReviewState.OPEN or (
-        item.state == ReviewState.CLAIMED
-        and (item.claimed_by_id == user.pk or (item.claim_expires_at is not None and item.claim_expires_at < timezone.now()))
+    is_admin = roles.is_admin(user)
+    holder_free = not item.claim_live or item.claimed_by_id == user.pk
+    takeable = holder_free and (
+        item.state in (ReviewState.OPEN, ReviewState.CLAIMED) or (item.state == ReviewState.ESCALATED and is_admin)
     )
-    can_decide = not already and (takeable or (item.state == ReviewState.ESCALATED and roles.is_admin(user)))
+    can_decide = not already and takeable
+    mine = item.claim_live and item.claimed_by_id == user.pk
     undo_window = timedelta(seconds=settings.SECAI_UNDO_SECONDS)
     my_undoable = next(
         (v for v in reversed(live) if v.reviewer_id == user.pk and v.created_at >= timezone.now() - undo_window), None
@@ -126,32 +145,43 @@ def item_detail(request, pk: int):
             "form": DecisionForm(initial={"then": "next"}),
             "reasons": ReasonCode.objects.filter(active=True),
             "reason_labels": dict(ReasonCode.objects.values_list("code", "label")),
-            "verdicts": verdicts,
+            "verdicts": shown_verdicts,
+            "hidden_verdicts": hidden_verdicts,
             "live_count": len(live),
             "audit": audit,
             "can_decide": can_decide,
+            "can_claim": can_decide and not mine,
             "already": already,
-            "mine": item.state == ReviewState.CLAIMED and item.claimed_by_id == user.pk,
+            "mine": mine,
             "my_undoable": my_undoable,
             "undo_until": my_undoable.created_at + undo_window if my_undoable else None,
+            "skip_minutes": settings.SECAI_SKIP_SECONDS // 60,
             **({} if my_undoable else _last_undo(user, item_id=item.pk)),
-            "history": selectors.entity_history(event=item.event),
+            "history": selectors.entity_history(event=item.event, viewer=user),
             "similar": selectors.similar_decided_events(event=item.event),
-            **_item_actions(item),
+            **_item_actions(item, viewer=user),
         },
     )
 
 
-def _item_actions(item: ReviewItem) -> dict:
-    """What the actions side knows about an item: its deliveries, appeals and list entries."""
+def _item_actions(item: ReviewItem, *, viewer) -> dict:
+    """What the actions side knows about an item: its deliveries, appeals and list entries. An
+    appeal names the verdict it is against only where the verdicts card would show that verdict:
+    an appeal reopens its item, and the reviewer deciding it again forms their own opinion."""
     from actions import selectors as action_selectors
 
     listed = action_selectors.entities_listed(source_id=item.source_id, entities=[item.event.entity])
+    appeals = list(action_selectors.appeals().filter(event_id=item.event_id).select_related("original_verdict__reviewer"))
+    for appeal in appeals:
+        original = appeal.original_verdict
+        appeal.original_hidden = original is not None and selectors.verdict_hidden(
+            verdict=original, item_state=item.state, viewer=viewer
+        )
     return {
         "deliveries": list(
             action_selectors.deliveries(event_id=item.event_id).filter(kind__in=["execute", "reverse"]).order_by("id")
         ),
-        "appeals": list(action_selectors.appeals().filter(event_id=item.event_id).select_related("original_verdict__reviewer")),
+        "appeals": appeals,
         "allowlisted": listed["allow"].get(item.event.entity),
         "blocklisted": listed["block"].get(item.event.entity),
     }
@@ -295,6 +325,23 @@ def item_release(request, pk: int):
 
 @reviewer_required
 @require_POST
+def item_skip(request, pk: int):
+    item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
+    try:
+        skip = services.review_item_skip(item=item, reviewer=request.user)
+    except services.ServiceError as exc:  # a conflict, or the assignment was withdrawn meanwhile
+        messages.error(request, f"Not skipped. {exc.message}")
+        return redirect("reviews:item", pk=pk)
+    messages.info(
+        request,
+        f"Skipped item {item.pk}: it is back in the queue for others, and you will not be handed it again"
+        f" before {skip.until:%H:%M} UTC.",
+    )
+    return _to_next_item(request)
+
+
+@reviewer_required
+@require_POST
 def item_decide(request, pk: int):
     item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     form = DecisionForm(request.POST)
@@ -329,10 +376,7 @@ def item_decide(request, pk: int):
     else:
         messages.success(request, f"{word}: item {item.pk} recorded as the first opinion; a second reviewer must agree.")
     if form.cleaned_data.get("then") == "next":
-        nxt = services.review_item_claim_next(reviewer=request.user)
-        if nxt is not None:
-            return redirect("reviews:item", pk=nxt.pk)
-        messages.info(request, "The queue is empty: nothing is waiting for review.")
+        return _to_next_item(request)
     return redirect("reviews:queue")
 
 

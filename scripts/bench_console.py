@@ -165,6 +165,19 @@ def main() -> int:
         ReviewItem.objects.filter(claimed_by=other).update(state="open", claimed_by=None, claim_expires_at=None)
 
     results.append(measure("claim-next (service, incl. release)", claim_and_release))
+
+    def skip_and_take_next():
+        from reviews import services
+        from reviews.models import ItemSkip
+
+        item = services.review_item_claim_next(reviewer=reviewer)
+        services.review_item_skip(item=item, reviewer=reviewer)
+        nxt = services.review_item_claim_next(reviewer=reviewer)
+        services.review_item_release(item=nxt, reviewer=reviewer)
+        ItemSkip.objects.filter(reviewer=reviewer).delete()  # the same work every round
+
+    results.append(measure("skip, then claim-next (service, incl. release)", skip_and_take_next))
+    results.append(measure("near-identical groups page (5,000 open items pooled)", lambda: client.get("/clusters/")))
     results.append(
         measure(
             "claim-next via POST /api/v1/review-items/claim-next/",

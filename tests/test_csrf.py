@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from reviews.models import AuditEntry, ReviewItem, Verdict
+from reviews.models import AuditEntry, ItemSkip, ReviewItem, Verdict
 from tests.factories import EventFactory, ReviewItemFactory
 from tests.test_roles_matrix import RULES, sample_kwargs, url_patterns
 from tests.test_roles_matrix import world as world  # noqa: F401  (the fixture)
@@ -32,6 +32,7 @@ def snapshot():
     return (
         list(ReviewItem.objects.order_by("pk").values_list("pk", "state", "claimed_by_id")),
         Verdict.objects.count(),
+        ItemSkip.objects.count(),
         AuditEntry.objects.count(),
     )
 
@@ -52,7 +53,15 @@ def test_every_console_post_needs_the_csrf_token(world, persona):  # noqa: F811
         assert b"CSRF" in resp.content, name
         posted.append(name)
     assert snapshot() == before
-    assert {"reviews:decide", "reviews:claim", "reviews:bulk", "reviews:policy", "registry:model-action", "logout"} <= set(posted)
+    assert {
+        "reviews:decide",
+        "reviews:claim",
+        "reviews:skip",
+        "reviews:bulk",
+        "reviews:policy",
+        "registry:model-action",
+        "logout",
+    } <= set(posted)
 
 
 def test_the_login_form_needs_the_csrf_token(alice):

@@ -65,6 +65,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "api:review-item-detail": rules(("get", ITEM_REVIEWERS)),
     "api:review-item-claim": rules(("post", ITEM_REVIEWERS)),
     "api:review-item-release": rules(("post", ITEM_REVIEWERS)),
+    "api:review-item-skip": rules(("post", ITEM_REVIEWERS)),
     "api:review-item-decision": rules(("post", ITEM_REVIEWERS)),
     "api:review-item-bulk": rules(("post", REVIEWERS)),
     "api:verdict-undo": rules(("post", ITEM_REVIEWERS)),
@@ -95,6 +96,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "reviews:item": rules(("get", ITEM_REVIEWERS)),
     "reviews:claim": rules(("post", ITEM_REVIEWERS)),
     "reviews:release": rules(("post", ITEM_REVIEWERS)),
+    "reviews:skip": rules(("post", ITEM_REVIEWERS)),
     "reviews:decide": rules(("post", ITEM_REVIEWERS)),
     "reviews:undo": rules(("post", ITEM_REVIEWERS)),
     "reviews:bulk": rules(("post", REVIEWERS)),
@@ -359,7 +361,9 @@ def test_a_reviewer_of_another_source_sees_nothing_of_this_one(world, api):
         {"ids": [mine.pk, world["item"].pk], "verdict": "overturn", "reason": "known_benign"},
         format="json",
     )
-    assert result.json() == {"decided": 1, "first_opinions": 0, "skipped": []}
+    body = result.json()
+    assert re.fullmatch(r"[0-9a-f]{32}", body.pop("bulk_id"))
+    assert body == {"decided": 1, "first_opinions": 0, "skipped": []}
     world["item"].refresh_from_db()
     assert world["item"].state == "open" and world["item"].verdicts.count() == 0
     # clusters and the console's bulk confirmation see only his source

@@ -4,8 +4,10 @@ from rest_framework import serializers
 
 from actions.choices import DeliveryState, ExecutorKind, Fallback, ListKind, Mode, Topic
 from actions.models import ActionType, Appeal, Delivery, Executor, ListEntry, Subscription
+from reviews import roles
 from reviews.choices import VerdictChoice
 from reviews.models import Source
+from reviews.selectors import verdict_hidden
 from secai.serializers import RefuseUnknownFields, SlugRelatedField
 
 
@@ -177,9 +179,22 @@ class AppealSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_original_verdict(self, obj: Appeal) -> dict | None:
-        v = obj.original_verdict
-        return {"id": v.pk, "verdict": v.verdict, "reason": v.reason} if v else None
+        return self._verdict(obj, obj.original_verdict)
 
     def get_final_verdict(self, obj: Appeal) -> dict | None:
-        v = obj.final_verdict
-        return {"id": v.pk, "verdict": v.verdict, "reason": v.reason} if v else None
+        return self._verdict(obj, obj.final_verdict)
+
+    def _verdict(self, obj: Appeal, v) -> dict | None:
+        """The verdict, or for a reviewer who may be deciding the reopened item, only that there is
+        one (blind second opinions: reviews.selectors.verdicts_blind). Client systems and admins
+        see it."""
+        if v is None:
+            return None
+        viewer = self.context.get("viewer")
+        if (
+            viewer is not None
+            and roles.is_reviewer(viewer)
+            and verdict_hidden(verdict=v, item_state=obj.item.state, viewer=viewer)
+        ):
+            return {"id": v.pk, "verdict": None, "reason": None, "hidden": True}
+        return {"id": v.pk, "verdict": v.verdict, "reason": v.reason, "hidden": False}

@@ -237,7 +237,7 @@ class AppealListApi(APIView):
         state = _choice(request, "state", AppealState.values)
         if state:
             qs = qs.filter(state=state)
-        return Response(s.AppealSerializer(qs[:500], many=True).data)
+        return Response(s.AppealSerializer(qs[:500], many=True, context={"viewer": request.user}).data)
 
 
 class AppealDetailApi(APIView):
@@ -246,7 +246,8 @@ class AppealDetailApi(APIView):
 
     @extend_schema(responses={200: s.AppealSerializer})
     def get(self, request, pk: int):
-        return Response(s.AppealSerializer(get_object_or_404(_appeals_visible(request.user), pk=pk)).data)
+        appeal = get_object_or_404(_appeals_visible(request.user), pk=pk)
+        return Response(s.AppealSerializer(appeal, context={"viewer": request.user}).data)
 
 
 class _CanReadAppeals(IsReviewer):

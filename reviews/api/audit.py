@@ -27,6 +27,7 @@ class AuditQuerySerializer(serializers.Serializer):
     object_id = serializers.CharField(required=False, max_length=64)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+    bulk = serializers.CharField(required=False, max_length=64)
 
     def validate(self, attrs):
         if "since" in attrs and "until" in attrs and attrs["since"] >= attrs["until"]:
@@ -50,6 +51,7 @@ class AuditCursorPagination(CursorPagination):
             OpenApiParameter("object_id", str),
             OpenApiParameter("since", str, description="ISO 8601; entries at or after it"),
             OpenApiParameter("until", str, description="ISO 8601; entries before it"),
+            OpenApiParameter("bulk", str, description="a bulk decision's id: its items' entries and its summary"),
         ]
     )
 )

@@ -131,10 +131,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         source = None
         if request.query_params.get("source"):
             source = get_object_or_404(selectors.sources_reviewable(user=request.user), name=request.query_params["source"])
-        item = services.review_item_claim_next(reviewer=request.user, source=source)
-        if item is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
+        return _next_item_response(request, source=source)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer})
     @action(detail=True, methods=["post"])
@@ -150,6 +147,15 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         item = services.review_item_release(item=self.get_object(), reviewer=request.user)
         return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
 
+    @extend_schema(request=None, responses={200: s.ReviewItemSerializer, 204: None})
+    @action(detail=True, methods=["post"])
+    @takes_no_body
+    def skip(self, request, pk=None):
+        """Pass on an item: release it for others and get the next one (204 when none). Claim-next
+        does not hand the skipped item to this reviewer again for SECAI_SKIP_SECONDS."""
+        services.review_item_skip(item=self.get_object(), reviewer=request.user)
+        return _next_item_response(request, source=None)
+
     @extend_schema(request=s.DecisionInSerializer, responses={200: s.VerdictOutSerializer})
     @action(detail=True, methods=["post"])
     def decision(self, request, pk=None):
@@ -158,6 +164,13 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data.is_valid(raise_exception=True)
         verdict = services.verdict_submit(item=item, reviewer=request.user, **data.validated_data)
         return Response(s.VerdictOutSerializer(verdict).data)
+
+
+def _next_item_response(request, *, source: Source | None) -> Response:
+    item = services.review_item_claim_next(reviewer=request.user, source=source)
+    if item is None:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(s.ReviewItemSerializer(_detail(item.pk, request.user)).data)
 
 
 def _detail(pk: int, viewer):
@@ -170,6 +183,7 @@ class BulkDecisionInSerializer(s.DecisionInSerializer):
 
 
 class BulkDecisionOutSerializer(serializers.Serializer):
+    bulk_id = serializers.CharField(help_text="shared by the audit entries of this bulk decision")
     decided = serializers.IntegerField()
     first_opinions = serializers.IntegerField()
     skipped = serializers.ListField(child=serializers.DictField())

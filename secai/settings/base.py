@@ -217,6 +217,8 @@ SECAI_MAX_BATCH = 5000
 SECAI_SCORE_BATCH = env_int("SECAI_SCORE_BATCH", 1000)
 SECAI_CLAIM_SECONDS = env_int("SECAI_CLAIM_SECONDS", 15 * 60)
 SECAI_UNDO_SECONDS = env_int("SECAI_UNDO_SECONDS", 120)
+# A skipped item is not handed to the same reviewer by claim-next for this long (others get it at once).
+SECAI_SKIP_SECONDS = env_int("SECAI_SKIP_SECONDS", 60 * 60)
 SECAI_MAX_BULK = env_int("SECAI_MAX_BULK", 500)
 SECAI_SWEEP_AFTER_SECONDS = env_int("SECAI_SWEEP_AFTER_SECONDS", 30)
 SECAI_RETRAIN_AFTER_VERDICTS = env_int("SECAI_RETRAIN_AFTER_VERDICTS", 200)  # 0 turns it off

@@ -62,6 +62,7 @@
     }
     else if (k === "u") submit("undo-form");
     else if (k === "r") submit("release-form");
+    else if (k === "s") submit("skip-form");
     else if (k === "n") submit("claim-next-form");
     else if (k === "j") moveRow(1);
     else if (k === "k") moveRow(-1);

@@ -15,7 +15,7 @@ from actions import services as actions_services
 from actions.models import ActionType, Appeal, Delivery, Executor, ListEntry, Subscription
 from models_registry.models import LearningSettings, ModelVersion
 from reviews import services
-from reviews.models import AuditEntry, Event, Label, Policy, ReviewItem, Source, Verdict
+from reviews.models import AuditEntry, Event, ItemSkip, Label, Policy, ReviewItem, Source, Verdict
 from tests.factories import EventFactory, ReviewItemFactory, SourceFactory
 from tests.models_registry.helpers import fake_model
 
@@ -90,6 +90,7 @@ OPERATIONS = [
     ("post", "/api/v1/review-items/{item}/decision/", "alice"),
     ("post", "/api/v1/review-items/{item}/claim/", "alice"),
     ("post", "/api/v1/review-items/{item}/release/", "alice"),
+    ("post", "/api/v1/review-items/{item}/skip/", "alice"),
     ("post", "/api/v1/review-items/claim-next/", "alice"),
     ("post", "/api/v1/review-items/bulk-decision/", "alice"),
     ("post", "/api/v1/verdicts/{verdict}/undo/", "alice"),
@@ -119,6 +120,7 @@ def state() -> tuple:
         Event.objects.count(),
         list(ReviewItem.objects.order_by("pk").values_list("pk", "state", "claimed_by_id")),
         list(Verdict.objects.order_by("pk").values_list("pk", "undone_at")),
+        list(ItemSkip.objects.order_by("pk").values_list("pk", "item_id", "reviewer_id", "until")),
         Label.objects.count(),
         Source.objects.count(),
         list(Policy.objects.order_by("pk").values_list("thresholds", "review_threshold", "four_eyes_actions")),
@@ -269,6 +271,7 @@ def test_ids_beyond_64_bits_in_urls_are_404s(api, carol, path):
         "source=%00",
         "entity=%00",
         "state=%00&kind=%00",
+        "bulk=%00",
         "entity=%ED%A0%80",  # a lone surrogate, UTF-8 encoded
         "source=" + "x" * 10000,
     ],

@@ -39,6 +39,25 @@ def test_concurrent_claim_next_hands_every_reviewer_a_different_item():
     assert len(set(claimed)) == 8 and set(claimed) <= {i.pk for i in items}
 
 
+def test_concurrent_admins_are_handed_different_escalations():
+    from reviews.models import ReviewItem
+
+    escalated = ReviewItemFactory.create_batch(4, state="escalated", required_verdicts=2)
+    ordinary = ReviewItemFactory.create_batch(4, priority=3.99)  # riskier, but not for admins first
+    group, _ = Group.objects.get_or_create(name="admins")
+    admins = []
+    for i in range(6):
+        user = User.objects.create_user(username=f"a{i}")
+        user.groups.add(group)
+        admins.append(user)
+    results, errors = run_concurrently([lambda u=u: services.review_item_claim_next(reviewer=u) for u in admins])
+    assert errors == [None] * 6
+    claimed = [r.pk for r in results]
+    assert len(set(claimed)) == 6
+    assert set(claimed) >= {i.pk for i in escalated} and len(set(claimed) & {i.pk for i in ordinary}) == 2
+    assert ReviewItem.objects.filter(state="escalated", claimed_by__isnull=False).count() == 4
+
+
 def test_two_reviewers_deciding_one_item_only_one_wins():
     item = ReviewItemFactory()
     people = reviewers(6)

@@ -30,7 +30,7 @@ def test_four_eyes_needs_two_agreeing_reviewers(alice, bob):
     services.verdict_submit(item=item, reviewer=bob, verdict="approve", reason="policy_violation")
     item.refresh_from_db()
     assert item.state == "decided" and Label.objects.get(event=item.event).is_threat is True
-    assert list(AuditEntry.objects.filter(object_id=str(item.pk)).values_list("verb", flat=True)) == [
+    assert list(AuditEntry.objects.filter(object_id=str(item.pk)).order_by("pk").values_list("verb", flat=True)) == [
         "item.first_opinion",
         "item.claim",
         "item.decide",

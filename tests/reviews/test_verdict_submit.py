@@ -22,7 +22,7 @@ def test_approve_records_verdict_label_and_audit(alice):
     assert item.event.status == "decided"
     label = Label.objects.get(event=item.event)
     assert label.is_threat is True and label.origin == "verdict" and label.verdict == verdict
-    verbs = list(AuditEntry.objects.filter(object_id=str(item.pk)).values_list("verb", flat=True))
+    verbs = list(AuditEntry.objects.filter(object_id=str(item.pk)).order_by("pk").values_list("verb", flat=True))
     assert verbs == ["item.claim", "item.decide"]
 
 
