@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint install clean lock bench bench-console bench-actions
+.PHONY: demo test lint install clean lock bench bench-actions
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,12 +28,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The six performance figures of issue 6 next to their raw limits (PostgreSQL, Redis, gunicorn and
+# real Celery workers; about 15-20 minutes on 2 cores). ONLY=scoring,latency runs a subset;
+# SECAI_BENCH_EVENTS=200000 shrinks the worker-memory run (default a million). README: "Measured performance".
 bench: install
-	$(BIN)/python scripts/benchmark.py
-
-# Console latency with a million events on PostgreSQL (about 3 minutes to load).
-bench-console: install
-	$(BIN)/python scripts/bench_console.py
+	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
 
 # Decisions and deliveries per second on the actions side (SQLite, or SECAI_BENCH_DATABASE_URL).
 bench-actions: install

@@ -1,7 +1,8 @@
-"""Console latency with a million events: queue page, deep keyset page, filtered queue, item page
-and claim-next, measured in-process (Django test client, so the figure is server time without
-network) against PostgreSQL. Run with `make bench-console`; the database secai_bench_console is
-dropped and rebuilt (about 1,000,000 events, 100,000 open review items, 50,000 decided).
+"""Figure 4 of the benchmark: console latency with a million events. Queue page, deep keyset page,
+filtered queue, item page and claim-next, measured in-process (Django test client, so the figure is
+server time without network) against PostgreSQL. `make bench ONLY=console` runs it as a child of
+the harness on a database of its own (about 1,000,000 events, 100,000 open review items, 50,000
+decided); `python -m bench.console` alone drops and rebuilds secai_benchh_console itself.
 
 Events are NSL-KDD KDDTest+ rows cycled with new external ids, entities spread over 5,000 hosts,
 and times spread over 30 days. Prints p50/p95/p99 in milliseconds per page and the query counts.
@@ -15,28 +16,21 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.harness import DB_PREFIX, ROOT, database_recreate, db_url, env_int, percentile
 
-DB = os.environ.get("SECAI_BENCH_CONSOLE_DB", "secai_bench_console")
-EVENTS = int(os.environ.get("SECAI_BENCH_EVENTS", "1000000"))
-OPEN = int(os.environ.get("SECAI_BENCH_OPEN", "100000"))
-DECIDED = int(os.environ.get("SECAI_BENCH_DECIDED", "50000"))
-ROUNDS = int(os.environ.get("SECAI_BENCH_ROUNDS", "200"))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+# The console's own sizes, independent of SECAI_BENCH_EVENTS (which sizes figure 6).
+EVENTS = env_int("SECAI_BENCH_CONSOLE_EVENTS", 1_000_000)
+OPEN = env_int("SECAI_BENCH_OPEN", 100_000)
+DECIDED = env_int("SECAI_BENCH_DECIDED", 50_000)
+ROUNDS = env_int("SECAI_BENCH_ROUNDS", 200)
 
 
 def main() -> int:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}"')
-        conn.execute(f'CREATE DATABASE "{DB}"')
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
+    out = os.environ.get("SECAI_BENCH_CONSOLE_OUT")
+    if not out:  # run on its own: a database of its own
+        db = f"{DB_PREFIX}_console"
+        database_recreate(db)
+        os.environ["DATABASE_URL"] = db_url(db)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "secai.settings.local")
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
     import tempfile
@@ -96,10 +90,11 @@ def main() -> int:
         cur.execute(
             """
             INSERT INTO reviews_reviewitem (event_id, source_id, proposed_action, score, priority, state, kind,
-                                            required_verdicts, created_at)
+                                            required_verdicts, created_at, decided_at, mode, fallback)
             SELECT e.id, e.source_id, e.proposed_action, e.score,
                    (CASE e.proposed_action WHEN 'deny' THEN 2 ELSE 1 END) + e.score,
-                   CASE WHEN e.status = 'queued' THEN 'open' ELSE 'decided' END, 'flagged', 1, e.received_at
+                   CASE WHEN e.status = 'queued' THEN 'open' ELSE 'decided' END, 'flagged', 1, e.received_at,
+                   CASE WHEN e.status = 'decided' THEN e.received_at END, 'propose', ''
             FROM reviews_event e WHERE e.status IN ('queued', 'decided')
             """
         )
@@ -114,7 +109,7 @@ def main() -> int:
         )
         cur.execute("ANALYZE")
     print(
-        f"loaded {EVENTS:,} events, {OPEN:,} open and {DECIDED:,} decided items in {time.monotonic() - started:.0f}s",
+        f"   console: loaded {EVENTS:,} events, {OPEN:,} open and {DECIDED:,} decided items in {time.monotonic() - started:.0f}s",
         file=sys.stderr,
     )
 
@@ -141,7 +136,8 @@ def main() -> int:
             t = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t) * 1000)
-        return name, statistics.median(times), percentile(times, 0.95), percentile(times, 0.99), queries
+        print(f"   console: {name} p95 {percentile(times, 95):.1f} ms", file=sys.stderr, flush=True)
+        return name, statistics.median(times), percentile(times, 95), percentile(times, 99), queries
 
     ids = iter(open_ids * 3)
     results = [
@@ -190,6 +186,9 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for name, p50, p95, p99, q in results:
         print(f"| {name} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {q} |")
+    if out:
+        pages = [{"page": n, "p50": p50, "p95": p95, "p99": p99, "queries": q} for n, p50, p95, p99, q in results]
+        Path(out).write_text(json.dumps({"events": EVENTS, "open": OPEN, "rounds": ROUNDS, "pages": pages}))
     return 0
 
 
