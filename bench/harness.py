@@ -235,7 +235,8 @@ class Process:
         logs.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = logs / f"{name}.log"
-        self.log = open(self.log_path, "ab")
+        # Truncated: start_worker looks for " ready." in this run's log, not an earlier run's.
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
