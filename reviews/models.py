@@ -82,9 +82,20 @@ class Policy(models.Model):
                 action = rule["action"]
         return action
 
+    def actions_for(self, scores) -> list[str]:
+        """action_for over an array of scores at once (the scoring batch's path)."""
+        import numpy as np
+
+        rules = sorted(self.thresholds, key=lambda r: r["min_score"])
+        names = [Action.ALLOW.value, *(rule["action"] for rule in rules)]
+        # How many thresholds each score reaches picks the last rule it reaches, as in action_for.
+        reached = np.searchsorted(np.asarray([rule["min_score"] for rule in rules], dtype=float), scores, side="right")
+        return [names[i] for i in reached.tolist()]
+
 
 class Event(models.Model):
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: (source, status) and (source, external_id) both lead with it.
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events", db_index=False)
     external_id = models.CharField(max_length=200)
     entity = models.CharField(max_length=200, db_index=True)
     occurred_at = models.DateTimeField()

@@ -53,6 +53,11 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
             return [CanSubmitEvents()]
         return [CanReadEvents()]
 
+    def retrieve(self, request, *args, **kwargs):
+        event = self.get_object()
+        services.explanation_ensure(event)  # the explain queue may not have reached it yet
+        return Response(self.get_serializer(event).data)
+
     @extend_schema(request=s.EventBatchInSerializer, responses={202: s.IngestResultSerializer})
     def create(self, request):
         """Submit one event or a batch of up to 5,000. All or nothing; duplicates reported, not stored."""
