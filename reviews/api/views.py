@@ -88,7 +88,10 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         else:
             rows = [{k: v for k, v in body.items() if k != "source"}]
         result = services.events_ingest(source=source, rows=rows)
-        return Response(s.IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+        # The shape of IngestResultSerializer (the schema's), built directly: a serializer per
+        # event cost a tenth of a 1,000-event request.
+        body = {"accepted": result.accepted, "duplicates": result.duplicates, "events": result.events}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     def get_queryset(self):
         p = self.request.query_params
