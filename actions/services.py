@@ -573,17 +573,18 @@ def _item_payload(item: ReviewItem) -> dict[str, Any]:
 
 
 @transaction.atomic(savepoint=False)  # joins the caller's transaction, or opens one
-def items_opened(*, source_id: int, event_ids: list[int]) -> None:
+def items_opened(*, source_id: int, event_ids: list[int], acting: bool | None = None) -> None:
     """Review items were just created for these events (inside the scoring transaction): execute
-    the act-then-review ones at once and tell the item.opened subscribers."""
+    the act-then-review ones at once and tell the item.opened subscribers. `acting`, when the
+    caller knows, says whether any of them was opened in act-then-review mode."""
     if not event_ids:
         return
     wants_topic = bool(_subscribers(topic=Topic.ITEM_OPENED, source_id=source_id))
-    acting = ReviewItem.objects.filter(event_id__in=event_ids, mode=Mode.ACT_THEN_REVIEW)
-    if not wants_topic and not acting.exists():
+    acting_items = ReviewItem.objects.filter(event_id__in=event_ids, mode=Mode.ACT_THEN_REVIEW)
+    if not wants_topic and not (acting if acting is not None else acting_items.exists()):
         return
     types = selectors.action_types_of(source_id=source_id)
-    qs = ReviewItem.objects.filter(event_id__in=event_ids) if wants_topic else acting
+    qs = ReviewItem.objects.filter(event_id__in=event_ids) if wants_topic else acting_items
     opened, executions = [], []
     for item in qs.select_related("event", "source"):
         if item.mode == Mode.ACT_THEN_REVIEW:

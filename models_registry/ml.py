@@ -75,12 +75,20 @@ class FeatureSpec:
 
 
 def frame_from_rows(rows: list[dict[str, Any]], spec: FeatureSpec) -> pd.DataFrame:
-    """Rows of attributes to a DataFrame of model inputs; a missing attribute becomes NaN."""
+    """Rows of attributes to a DataFrame of model inputs; a missing attribute becomes NaN.
+
+    Column by column, letting numpy convert a whole column at once (None becomes NaN, booleans
+    0 and 1); only a column numpy refuses (a stray string) goes value by value."""
     data: dict[str, Any] = {}
     for col in spec.categorical:
-        data[col] = np.array([_as_category(r.get(col)) for r in rows], dtype=object)
+        values = [r.get(col) for r in rows]
+        data[col] = np.array([v if type(v) is str else _as_category(v) for v in values], dtype=object)
     for col in spec.numeric:
-        data[col] = np.array([_as_number(r.get(col)) for r in rows], dtype=np.float64)
+        values = [r.get(col) for r in rows]
+        try:
+            data[col] = np.array(values, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            data[col] = np.array([_as_number(v) for v in values], dtype=np.float64)
     return pd.DataFrame(data, columns=spec.columns)
 
 

@@ -35,7 +35,6 @@ class ScoreOutcome:
     scores: np.ndarray
     actions: list[str]
     flagged: list[bool]
-    explanations: list[Any]
 
 
 def _file_signature(path: str) -> tuple[int, int] | None:
@@ -105,20 +104,73 @@ def clear_cache() -> None:
 
 
 def score_rows(*, source_id: int, rows: list[dict[str, Any]], policy) -> ScoreOutcome | None:
+    """Scores and proposed actions of one source's rows with its champion (no explanations: those
+    are computed after the batch commits, on the explain queue, by explain_events)."""
     loaded = champion_bundle(source_id)
     if loaded is None:
         return None
     version_id, bundle = loaded
     X = ml.frame_from_rows(rows, ml.bundle_spec(bundle))
     scores = ml.predict_scores(bundle, X)
-    actions = [policy.action_for(float(s)) for s in scores]
-    flagged = [bool(s >= policy.review_threshold) for s in scores]
-    explanations: list[Any] = [None] * len(rows)
-    flagged_idx = [i for i, f in enumerate(flagged) if f]
-    if flagged_idx:
-        # Explanations cost one prediction per attribute, so they are computed only for the
-        # events a reviewer will look at.
-        per_event = ml.explain(bundle, X.iloc[flagged_idx].reset_index(drop=True), scores[flagged_idx])
-        for i, expl in zip(flagged_idx, per_event, strict=True):
-            explanations[i] = expl
-    return ScoreOutcome(model_version_id=version_id, scores=scores, actions=actions, flagged=flagged, explanations=explanations)
+    actions = policy.actions_for(scores)
+    flagged = (scores >= policy.review_threshold).tolist()
+    return ScoreOutcome(model_version_id=version_id, scores=scores, actions=actions, flagged=flagged)
+
+
+# (version id, sha256) -> bundle of models that explain events scored by a model that is no longer
+# the champion of its source; a few at most, since events are explained within seconds of scoring.
+_explainers: dict[tuple[int, str], dict[str, Any]] = {}
+
+
+def version_bundle(model_version_id: int) -> dict[str, Any] | None:
+    """The bundle of one model version, checked against its sha256; None if it cannot be loaded."""
+    row = ModelVersion.objects.filter(pk=model_version_id).values("id", "source_id", "artifact_path", "sha256").first()
+    if row is None or not row["artifact_path"]:
+        return None
+    with _lock:
+        cached = _cache.get(row["source_id"])
+        if cached and cached[0] == row["id"] and cached[1] == row["sha256"]:
+            return cached[2]
+        key = (row["id"], row["sha256"])
+        if key in _explainers:
+            return _explainers[key]
+    try:
+        bundle = ml.load(Path(row["artifact_path"]), row["sha256"])
+    except (ml.ModelIntegrityError, OSError):
+        logger.exception("model %s cannot explain its events: its file is missing or fails its check", model_version_id)
+        return None
+    with _lock:
+        if len(_explainers) >= 4:
+            _explainers.pop(next(iter(_explainers)))
+        _explainers[key] = bundle
+    return bundle
+
+
+def explain_events(event_ids: list[int]) -> int:
+    """Store the per-event explanation (which attributes pushed the score up or down) of the scored
+    events among event_ids that have none yet, with the model that scored each; return how many.
+
+    Explanations cost one prediction per attribute, many times a score, so scoring leaves them to
+    this function: run after the batch commits on the explain queue, and by the item page for an
+    event the queue has not reached yet. Idempotent: an explanation is written only where none is.
+    """
+    from reviews.models import Event
+
+    rows = list(
+        Event.objects.filter(id__in=event_ids, explanation__isnull=True, score__isnull=False, model_version__isnull=False)
+        .order_by("id")
+        .values("id", "attributes", "score", "model_version_id")
+    )
+    by_model: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_model.setdefault(row["model_version_id"], []).append(row)
+    written = 0
+    for version_id, group in by_model.items():
+        bundle = version_bundle(version_id)
+        if bundle is None:
+            continue
+        X = ml.frame_from_rows([r["attributes"] for r in group], ml.bundle_spec(bundle))
+        per_event = ml.explain(bundle, X, np.asarray([r["score"] for r in group], dtype=float))
+        for row, expl in zip(group, per_event, strict=True):
+            written += Event.objects.filter(pk=row["id"], explanation__isnull=True).update(explanation=expl)
+    return written

@@ -82,11 +82,24 @@ class Policy(models.Model):
                 action = rule["action"]
         return action
 
+    def actions_for(self, scores) -> list[str]:
+        """action_for over an array of scores at once (the scoring batch's path)."""
+        import numpy as np
+
+        rules = sorted(self.thresholds, key=lambda r: r["min_score"])
+        names = [Action.ALLOW.value, *(rule["action"] for rule in rules)]
+        # How many thresholds each score reaches picks the last rule it reaches, as in action_for.
+        reached = np.searchsorted(np.asarray([rule["min_score"] for rule in rules], dtype=float), scores, side="right")
+        return [names[i] for i in reached.tolist()]
+
 
 class Event(models.Model):
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: (source, status) and (source, external_id) both lead with it.
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events", db_index=False)
     external_id = models.CharField(max_length=200)
-    entity = models.CharField(max_length=200, db_index=True)
+    # Indexed by event_entity (below) alone: its pattern operator class serves both equality and
+    # the console's prefix search, so an update or insert maintains one entity index, not two.
+    entity = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     attributes = models.JSONField()
@@ -104,6 +117,7 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="event_status_received"),
             models.Index(fields=["source", "status"], name="event_source_status"),
+            models.Index(fields=["entity"], name="event_entity", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:

@@ -27,6 +27,14 @@ def score_events(self, event_ids: list[int]) -> int:
     return services.events_score(event_ids=event_ids)
 
 
+@shared_task(bind=True, autoretry_for=DATABASE_UNAVAILABLE, retry_backoff=2, retry_jitter=False, max_retries=6)
+def explain_events(self, event_ids: list[int]) -> int:
+    """Explanations of newly queued events, on their own queue so that they never delay scoring."""
+    from models_registry.scoring import explain_events as explain
+
+    return explain(event_ids)
+
+
 @shared_task
 def sweep_unscored_events() -> int:
     return services.events_sweep_unscored()

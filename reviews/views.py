@@ -119,6 +119,7 @@ def claim_next(request):
 def item_detail(request, pk: int):
     item = get_object_or_404(selectors.review_queue(viewer=request.user, state=None), pk=pk)
     user = request.user
+    services.explanation_ensure(item.event)
     verdicts = list(item.verdicts.select_related("reviewer").order_by("created_at"))
     live = [v for v in verdicts if v.undone_at is None]
     shown_verdicts, hidden_verdicts = selectors.verdicts_visible(verdicts=verdicts, item_state=item.state, viewer=user)

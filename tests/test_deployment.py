@@ -26,7 +26,7 @@ def queues_of(args: list[str]) -> set[str]:
 def test_every_routed_queue_has_its_own_worker_and_there_is_one_beat():
     processes = procfile()
     workers = {name: args for name, args in processes.items() if args[:4] == ["celery", "-A", "secai", "worker"]}
-    assert {queue for args in workers.values() for queue in queues_of(args)} >= {"scoring", "training", "actions"}
+    assert {queue for args in workers.values() for queue in queues_of(args)} >= {"scoring", "explain", "training", "actions"}
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()} | {settings.CELERY_TASK_DEFAULT_QUEUE}
     consumed = {queue for args in workers.values() for queue in queues_of(args)}
     assert routed <= consumed, f"tasks routed to {routed - consumed} would never run"

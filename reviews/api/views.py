@@ -53,6 +53,11 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
             return [CanSubmitEvents()]
         return [CanReadEvents()]
 
+    def retrieve(self, request, *args, **kwargs):
+        event = self.get_object()
+        services.explanation_ensure(event)  # the explain queue may not have reached it yet
+        return Response(self.get_serializer(event).data)
+
     @extend_schema(request=s.EventBatchInSerializer, responses={202: s.IngestResultSerializer})
     def create(self, request):
         """Submit one event or a batch of up to 5,000. All or nothing; duplicates reported, not stored."""
@@ -83,7 +88,10 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
         else:
             rows = [{k: v for k, v in body.items() if k != "source"}]
         result = services.events_ingest(source=source, rows=rows)
-        return Response(s.IngestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+        # The shape of IngestResultSerializer (the schema's), built directly: a serializer per
+        # event cost a tenth of a 1,000-event request.
+        body = {"accepted": result.accepted, "duplicates": result.duplicates, "events": result.events}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     def get_queryset(self):
         p = self.request.query_params

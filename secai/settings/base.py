@@ -192,6 +192,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ROUTES = {
+    # Explanations cost many predictions per event: their own queue, so they never delay scoring.
+    "reviews.tasks.explain_events": {"queue": "explain"},
     "reviews.tasks.*": {"queue": "scoring"},
     "models_registry.tasks.*": {"queue": "training"},
     # Calls to the outside world have their own queue, so a slow webhook never delays scoring.

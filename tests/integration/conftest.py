@@ -333,7 +333,7 @@ def secai_worker(spawn, redis_broker) -> Callable[..., Worker]:
     ready Worker; by default on the test database and the test Redis database."""
 
     def start(
-        *, concurrency: int = 2, queues: str = "scoring,training,actions", command: list[str] | None = None, **options
+        *, concurrency: int = 2, queues: str = "scoring,explain,training,actions", command: list[str] | None = None, **options
     ) -> Worker:
         name = f"it-{uuid.uuid4().hex[:8]}"
         cmd = command or [

@@ -69,7 +69,16 @@ def test_posted_batch_is_scored_by_the_worker_process(live_server, trained_sourc
         assert item.state == ReviewState.OPEN
         assert item.score == item.event.score
         assert item.proposed_action == item.event.proposed_action == policy.action_for(item.score)
-        assert item.event.explanation, "flagged events carry an explanation for the reviewer"
+    # Explanations come from the explain queue after the batch commits, with the scoring model.
+    wait_until(
+        lambda: not Event.objects.filter(id__in=ids, review_item__isnull=False, explanation__isnull=True).exists(),
+        timeout=120,
+        what="every flagged event's explanation (the explain queue)",
+    )
+    for event in Event.objects.filter(id__in=ids, review_item__isnull=False):
+        assert event.explanation and {"attribute", "contribution", "typical"} <= set(event.explanation[0])
+        assert all(part["attribute"] in event.attributes for part in event.explanation)
+    assert not Event.objects.filter(id__in=ids, review_item__isnull=True, explanation__isnull=False).exists()
 
     # What a REST client reads back for a flagged event.
     event = ReviewItem.objects.filter(event_id__in=ids).order_by("-priority").first().event

@@ -109,7 +109,7 @@ class Command(BaseCommand):
                 "secai",
                 "worker",
                 "-Q",
-                "scoring,training,actions",
+                "scoring,explain,training,actions",
                 "-c",
                 "2",
                 "--loglevel",
