@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -293,7 +293,8 @@ def review_queue_page(*, filters: QueueFilters, viewer, after: str = "", size: i
     return rows[:size], next_cursor
 
 
-COUNTS_TTL = 10  # seconds the filter bar's counts may be stale
+COUNTS_TTL = 10  # seconds the filter bar's counts may be stale (a verdict makes them stale at once)
+COUNTS_GENERATION_KEY = "queue-counts-generation"
 
 
 def review_queue_counts(*, filters: QueueFilters, viewer) -> dict[str, dict[str, int]]:
@@ -302,7 +303,9 @@ def review_queue_counts(*, filters: QueueFilters, viewer) -> dict[str, dict[str,
     seconds per filter and set of sources: counting a hundred thousand open items on every page
     view would cost more than the page itself."""
     scope = "all" if roles.is_admin(viewer) else f"reviewer:{viewer.pk}"  # an assignment change shows within the TTL
-    key = "queue-counts:" + hashlib.sha256(repr((sorted(filters.__dict__.items()), scope)).encode()).hexdigest()
+    cache = caches["shared"]  # every web process sees one generation (Redis at CACHE_URL in production)
+    generation = cache.get(COUNTS_GENERATION_KEY, 0)
+    key = "queue-counts:" + hashlib.sha256(repr((sorted(filters.__dict__.items()), scope, generation)).encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return cached
