@@ -437,9 +437,11 @@ def plot_queue(period: Period) -> bytes:
     top.set_ylabel("items", fontsize=9)
     ages = [p.oldest_age.total_seconds() / 3600 if p.oldest_age is not None else float("nan") for p in series.points]
     finite = [a for a in ages if a == a]
-    unit, scale = ("days", 24.0) if finite and max(finite) > 72 else ("hours", 1.0)
+    peak = max(finite) if finite else 0.0
+    unit, scale = ("days", 24.0) if peak > 72 else ("minutes", 1 / 60) if peak < 2 else ("hours", 1.0)
     _style(bottom, f"Age of the oldest open item ({unit})")
-    bottom.plot(xs, [a / scale for a in ages], color=PALETTE[1], linewidth=1.4)
+    # Markers too: a queue that began within the last hour has one sample, which a line cannot draw.
+    bottom.plot(xs, [a / scale for a in ages], color=PALETTE[1], linewidth=1.4, marker="o", markersize=2.5)
     bottom.set_ylim(bottom=0)
     bottom.set_ylabel(unit, fontsize=9)
     if not any(p.open for p in series.points):

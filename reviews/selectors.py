@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -180,13 +180,15 @@ class QueueFilters:
 
     @classmethod
     def from_query(cls, params) -> QueueFilters:
-        def number(name: str, cast=float):
-            raw = (params.get(name) or "").strip()
+        def number(name: str, cast=float, lo: float = -MAX_FILTER_NUMBER, hi: float = MAX_FILTER_NUMBER):
+            """The parameter as a number within [lo, hi]; anything else (text, NaN, a number the
+            database or a timedelta cannot hold) is ignored like an unset filter."""
+            raw = (params.get(name) or "").strip()[:40]
             try:
                 value = cast(raw) if raw else None
-            except ValueError:
+            except (ValueError, OverflowError):
                 return None
-            if isinstance(value, float) and not math.isfinite(value):
+            if value is None or (isinstance(value, float) and not math.isfinite(value)) or not lo <= value <= hi:
                 return None
             return value
 
@@ -203,8 +205,8 @@ class QueueFilters:
             min_score=number("min_score"),
             max_score=number("max_score"),
             entity=(params.get("entity") or "")[:200],
-            model_version=number("model_version", int),
-            max_age_hours=number("max_age_hours"),
+            model_version=number("model_version", int, lo=0, hi=2**31 - 1),
+            max_age_hours=number("max_age_hours", lo=0, hi=MAX_AGE_HOURS),
             q=(params.get("q") or "").strip()[:200],
         )
 
@@ -215,6 +217,11 @@ class QueueFilters:
     def as_query(self, **override) -> str:
         values = {**{k: v for k, v in self.__dict__.items()}, **override}
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "state" and v == "open")})
+
+
+# Filter bounds: an integer column holds 2**31 - 1; a hundred years is older than any item.
+MAX_FILTER_NUMBER = 1e12
+MAX_AGE_HOURS = 24 * 366 * 100
 
 
 def _known_action(name: str) -> bool:
@@ -286,7 +293,8 @@ def review_queue_page(*, filters: QueueFilters, viewer, after: str = "", size: i
     return rows[:size], next_cursor
 
 
-COUNTS_TTL = 10  # seconds the filter bar's counts may be stale
+COUNTS_TTL = 10  # seconds the filter bar's counts may be stale (a verdict makes them stale at once)
+COUNTS_GENERATION_KEY = "queue-counts-generation"
 
 
 def review_queue_counts(*, filters: QueueFilters, viewer) -> dict[str, dict[str, int]]:
@@ -295,7 +303,9 @@ def review_queue_counts(*, filters: QueueFilters, viewer) -> dict[str, dict[str,
     seconds per filter and set of sources: counting a hundred thousand open items on every page
     view would cost more than the page itself."""
     scope = "all" if roles.is_admin(viewer) else f"reviewer:{viewer.pk}"  # an assignment change shows within the TTL
-    key = "queue-counts:" + hashlib.sha256(repr((sorted(filters.__dict__.items()), scope)).encode()).hexdigest()
+    cache = caches["shared"]  # every web process sees one generation (Redis at CACHE_URL in production)
+    generation = cache.get(COUNTS_GENERATION_KEY, 0)
+    key = "queue-counts:" + hashlib.sha256(repr((sorted(filters.__dict__.items()), scope, generation)).encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return cached

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from django.conf import settings
+from django.core.cache import caches
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.utils import timezone
@@ -721,6 +722,18 @@ def _live_verdicts(item: ReviewItem) -> list[str]:
     return list(live_qs.order_by("pk").values_list("verdict", flat=True))
 
 
+def queue_counts_changed() -> None:
+    """Make every cached filter-bar count stale (selectors.review_queue_counts keys them by this
+    generation), so that after a decision the counts agree with the list."""
+    from reviews.selectors import COUNTS_GENERATION_KEY
+
+    cache = caches["shared"]
+    try:
+        cache.incr(COUNTS_GENERATION_KEY)
+    except ValueError:  # not set yet, or evicted
+        cache.set(COUNTS_GENERATION_KEY, 1, None)
+
+
 def verdict_submit(
     *,
     item: ReviewItem,
@@ -825,6 +838,7 @@ def verdict_submit(
         source_id = item.source_id
         if item.state == ReviewState.DECIDED:
             transaction.on_commit(lambda: _maybe_retrain(source_id))
+    transaction.on_commit(queue_counts_changed)  # the filter bar must not contradict the list
     return record
 
 
@@ -919,6 +933,7 @@ def verdict_undo(*, verdict: Verdict, reviewer) -> ReviewItem:
             after={"state": back_to},
         )
         item.refresh_from_db()
+    transaction.on_commit(queue_counts_changed)
     return item
 
 

@@ -403,4 +403,11 @@ def policy_page(request, name: str):
             initial={"review_threshold": policy.review_threshold, "four_eyes_actions": policy.four_eyes_actions, **current},
             source=source,
         )
-    return render(request, "reviews/policy.html", {"source": source, "policy": policy, "form": form})
+    from actions.choices import Mode
+    from actions.selectors import action_types_of
+
+    types = action_types_of(source_id=source.pk).values()
+    acting = sorted(t.label for t in types if t.mode == Mode.ACT_THEN_REVIEW)
+    shadow = sorted(t.label for t in types if t.mode == Mode.SHADOW)
+    context = {"source": source, "policy": policy, "form": form, "acting": acting, "shadow": shadow}
+    return render(request, "reviews/policy.html", context)

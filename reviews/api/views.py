@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from reviews import roles, selectors, services
 from reviews.api import serializers as s
 from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsReviewer, ReadReviewerWriteAdmin
-from reviews.choices import EventStatus, ReviewState
+from reviews.choices import EventStatus, ItemKind, ReviewState
 from reviews.models import ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import FieldError
 from secai.api import takes_no_body
@@ -106,8 +106,16 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
 
 @extend_schema(
     parameters=[
-        OpenApiParameter("state", str, description="open (default), claimed, decided, active or all"),
-        OpenApiParameter("source", str),
+        OpenApiParameter("state", str, description="open (default), claimed, decided, escalated, active or all"),
+        OpenApiParameter("source", str, description="source name"),
+        OpenApiParameter("action", str, description="proposed action (name)"),
+        OpenApiParameter("kind", str, description="flagged or audit_sample"),
+        OpenApiParameter("min_score", float),
+        OpenApiParameter("max_score", float),
+        OpenApiParameter("entity", str, description="exact entity"),
+        OpenApiParameter("model_version", int, description="version number of the model that scored the event"),
+        OpenApiParameter("max_age_hours", float, description="opened within this many hours"),
+        OpenApiParameter("q", str, description="entity or external id, exact or prefix"),
     ]
 )
 class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -125,12 +133,24 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         state = p.get("state", ReviewState.OPEN)
         if state not in ("all", "active", *ReviewState.values):
             raise drf_exceptions.ValidationError({"state": f"must be one of all, active, {', '.join(ReviewState.values)}"})
-        source = None
-        if p.get("source"):
-            source = Source.objects.filter(name=p["source"]).first()
-            if source is None:
-                return ReviewItem.objects.none()
-        return selectors.review_queue(viewer=self.request.user, state=None if state == "all" else state, source=source)
+        if p.get("source") and not Source.objects.filter(name=p["source"]).exists():
+            return ReviewItem.objects.none()
+        # The console queue's filters, parsed by the same code; here a value the console would
+        # ignore is refused, naming the parameter.
+        filters = selectors.QueueFilters.from_query(p)
+        refused = {
+            name: "must be a number within the allowed range"
+            for name in ("min_score", "max_score", "model_version", "max_age_hours")
+            if (p.get(name) or "").strip() and getattr(filters, name) is None
+        }
+        if p.get("action") and not filters.action:
+            refused["action"] = "is not an action of any source"
+        if p.get("kind") and not filters.kind:
+            refused["kind"] = f"must be one of {', '.join(ItemKind.values)}"
+        if refused:
+            raise drf_exceptions.ValidationError(refused)
+        qs = selectors.review_queue_filtered(filters=filters, viewer=self.request.user)
+        return qs.select_related("event", "source", "claimed_by", "event__model_version").order_by(*selectors.QUEUE_ORDER)
 
     @extend_schema(request=None, responses={200: s.ReviewItemSerializer, 204: None})
     @action(detail=False, methods=["post"], url_path="claim-next")

@@ -35,3 +35,22 @@ def reveal(value) -> SafeString:
     out.append(escape("".join(run)))
     out.append("</span>")
     return mark_safe("".join(out))  # every piece above is escaped
+
+
+@register.simple_tag(takes_context=True)
+def action_label(context, item) -> str:
+    """The label of an item's proposed action: the built-in label, or the one an admin gave the
+    source's action type (one query per action type and page). Escaped like any tag output."""
+    from actions.models import ActionType
+    from reviews.choices import Action
+
+    name = item.proposed_action
+    if name in Action.values:
+        return str(Action(name).label)
+    cache = context.render_context.setdefault("action_labels", {})
+    key = (item.source_id, name)
+    if key not in cache:
+        cache[key] = (
+            ActionType.objects.filter(source_id=item.source_id, name=name).values_list("label", flat=True).first() or name
+        )
+    return cache[key]

@@ -3,6 +3,7 @@ with the API's error shape, and every change audited."""
 
 import pytest
 
+from actions import services
 from actions.models import ActionType, Delivery, Executor, ListEntry
 from reviews import services as review_services
 from reviews.models import AuditEntry
@@ -240,3 +241,22 @@ def test_action_names_do_not_change(api, carol, source):
     deny = ActionType.objects.get(source=source, name="deny")
     resp = api(carol).patch(f"/api/v1/action-types/{deny.pk}/", {"name": "refuse"}, format="json")
     assert resp.status_code == 400 and resp.json()["errors"][0]["field"] == "name"
+
+
+def test_pages_show_an_admin_defined_action_by_its_label(client, source, carol, make_item):
+    services.action_type_save(actor=carol, source=source, name="quarantine", label="Quarantine <host>", severity=4)
+    item = make_item(action="quarantine")
+    client.force_login(carol)
+    for url in ("/", f"/items/{item.pk}/"):
+        page = client.get(url, {"state": "all"} if url == "/" else {}).content.decode()
+        assert "Quarantine &lt;host&gt;" in page and "Quarantine <host>" not in page, url
+
+
+def test_policy_page_says_which_actions_run_before_review(client, source, carol, deny):
+    client.force_login(carol)
+    page = client.get(f"/sources/{source.name}/policy/").content.decode()
+    assert "No action runs before a reviewer approves it." in page
+    services.action_type_save(actor=carol, action_type=deny, mode="act_then_review")
+    page = client.get(f"/sources/{source.name}/policy/").content.decode()
+    assert "No action runs before a reviewer approves it." not in page
+    assert "Executed at once, before review" in page and deny.label in page

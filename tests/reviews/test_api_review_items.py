@@ -88,3 +88,46 @@ def test_an_item_says_whether_it_is_an_audit_sample_and_how_many_verdicts_it_nee
     got = {i["id"]: i for i in api(alice).get("/api/v1/review-items/").json()["results"]}
     assert (got[audit.pk]["kind"], got[audit.pk]["required_verdicts"]) == ("audit_sample", 1)
     assert (got[four_eyes.pk]["kind"], got[four_eyes.pk]["required_verdicts"]) == ("flagged", 2)
+
+
+def test_queue_api_applies_the_console_filters(api, alice):
+    low = ReviewItemFactory(priority=2.2, score=0.2, proposed_action="step_up", event__entity="tcp:http")
+    high = ReviewItemFactory(priority=3.9, score=0.9, proposed_action="deny", event__entity="udp:dns")
+
+    def ids(**params):
+        resp = api(alice).get("/api/v1/review-items/", params)
+        assert resp.status_code == 200, resp.content
+        return [r["id"] for r in resp.json()["results"]]
+
+    assert ids() == [high.pk, low.pk]
+    assert ids(action="step_up") == [low.pk]
+    assert ids(min_score=0.5) == [high.pk]
+    assert ids(max_score=0.5) == [low.pk]
+    assert ids(entity="udp:dns") == [high.pk]
+    assert ids(q="tcp:") == [low.pk]
+    assert ids(max_age_hours=1) == [high.pk, low.pk]
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("max_age_hours", "100000000"),
+        ("max_age_hours", "99999999999999999999"),
+        ("min_score", "abc"),
+        ("model_version", "99999999999999999999"),
+        ("action", "no_such_action"),
+        ("kind", "whatever"),
+    ],
+)
+def test_queue_api_names_a_bad_filter(api, alice, param, value):
+    resp = api(alice).get("/api/v1/review-items/", {param: value})
+    assert resp.status_code == 400 and param in str(resp.json()), resp.content
+
+
+@pytest.mark.parametrize("value", ["100000000", "99999999999999999999", "1e400", "-5", "nan"])
+def test_queue_page_ignores_an_age_it_cannot_hold(client, alice, value):
+    item = ReviewItemFactory()
+    client.force_login(alice)
+    page = client.get("/", {"max_age_hours": value, "model_version": "99999999999999999999"})
+    assert page.status_code == 200
+    assert f"/items/{item.pk}/" in page.content.decode()

@@ -125,3 +125,18 @@ def test_admins_claim_next_through_the_api_prefers_escalations(api, alice, bob, 
     item = escalated_item(alice, bob, priority=2.1)
     resp = api(carol).post("/api/v1/review-items/claim-next/")
     assert resp.status_code == 200 and resp.json()["id"] == item.pk and resp.json()["state"] == "escalated"
+
+
+@pytest.mark.parametrize(
+    "fallback, shown, not_shown",
+    [
+        ("escalate", "No reviewer decided within the deadline", "The reviewers disagreed"),
+        ("", "The reviewers disagreed", "No reviewer decided within the deadline"),
+    ],
+)
+def test_escalated_item_says_why_it_was_escalated(client, carol, alice, fallback, shown, not_shown):
+    item = ReviewItemFactory(state="escalated", fallback=fallback)
+    for viewer in (carol, alice):
+        client.force_login(viewer)
+        page = client.get(f"/items/{item.pk}/").content.decode()
+        assert shown in page and not_shown not in page

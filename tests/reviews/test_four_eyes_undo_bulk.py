@@ -218,3 +218,17 @@ def test_item_page_shows_history_and_similar_decisions(client, alice, bob):
     html = client.get(reverse("reviews:item", args=[new.pk])).content.decode()
     assert "old-1" in html and "overturn (bob)" in html  # entity history
     assert 'id="similar"' in html and f"#{old.pk}" in html and "known benign activity" in html
+
+
+def test_counts_agree_with_the_list_right_after_a_bulk_decision(client, alice, django_capture_on_commit_callbacks):
+    items = [ReviewItemFactory(event=EventFactory(entity="tcp:rje")) for _ in range(3)]
+    client.force_login(alice)
+    before = client.get("/", {"entity": "tcp:rje"}).context["counts"]
+    assert before["state"]["open"] == 3  # now cached
+    with django_capture_on_commit_callbacks(execute=True):
+        done = services.verdict_submit_bulk(
+            item_ids=[i.pk for i in items], reviewer=alice, verdict="overturn", reason="known_benign"
+        )
+    assert done.decided == 3
+    after = client.get("/", {"entity": "tcp:rje"}).context["counts"]
+    assert after["state"].get("open", 0) == 0 and after["state"]["decided"] == 3

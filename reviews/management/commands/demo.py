@@ -67,6 +67,9 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         self.children: dict[str, Child] = {}
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # A shell that starts a job in the background sets SIGINT to "ignore" for it, which Python
+        # keeps; restore Ctrl-C (or SIGINT to the process group) as the way to stop everything.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             self._run(opts)
         except KeyboardInterrupt:
