@@ -209,14 +209,18 @@ def process_env(database: str) -> dict[str, str]:
 
 
 def scoring_queues() -> list[str]:
-    """Every queue the settings route a task to, plus the default: one worker consuming them all
-    does whatever the product now splits off scoring (explanations, actions), so the figures
-    include it wherever it runs."""
-    from django.conf import settings
+    """The queue score_events is routed to. A deployment's scoring workers consume it alone
+    (Procfile); explanations, actions and training have processes of their own, so a scoring
+    figure measures scoring, and the latency figure runs an explain worker beside it."""
+    from secai.celery import app
 
-    queues = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values() if "queue" in route}
-    queues.add(settings.CELERY_TASK_DEFAULT_QUEUE)
-    return sorted(queues)
+    return [app.amqp.router.route({}, "reviews.tasks.score_events")["queue"].name]
+
+
+def explain_queues() -> list[str]:
+    from secai.celery import app
+
+    return [app.amqp.router.route({}, "reviews.tasks.explain_events")["queue"].name]
 
 
 def reachable(port: int) -> bool:

@@ -28,6 +28,7 @@ from bench.harness import (
     cycled,
     db_url,
     env_int,
+    explain_queues,
     memory_kb,
     nsl_rows,
     percentile,
@@ -340,6 +341,8 @@ def latency(ctx: Context) -> None:
     queues = scoring_queues()
     say(f"3. latency: {per_second:,} events/s ({ticks} batches/s) for {seconds} s; one worker, --concurrency {concurrency}")
     worker = start_worker(ctx.env, "bench-latency", concurrency, queues)
+    # As deployed (Procfile): explanations of the new items on a worker of their own, sharing the machine.
+    explainer = start_worker(ctx.env, "bench-latency-explain", 1, explain_queues())
     # Warm-up, not measured: every pool process loads the champion on its first batch, which a
     # long-running worker has long done.
     warm = cycled(ctx.live, 4 * concurrency * batch, "latwarm")
@@ -409,6 +412,7 @@ def latency(ctx: Context) -> None:
         stop.set()
         poller.join()
         worker.stop()
+        explainer.stop()
     if errors:
         raise SystemExit(f"latency posts failed: {errors[:3]}")
     lat = [(seen[ext] - returned[ext]) * 1000 for ext in seen if ext in returned]
@@ -427,6 +431,7 @@ def latency(ctx: Context) -> None:
                 "achieved post rate": f"{len(returned) / post_s:,.0f}/s",
                 "send ticks late": f"{len(lag)} of {total}",
                 "worker concurrency": concurrency,
+                "explain worker": "one process, concurrency 1 (queue explain)",
                 "poll interval": "20 ms",
             },
         )
