@@ -309,15 +309,20 @@ def priority_for(action: str, score: float, severities: dict[str, int] | None = 
 def events_score(*, event_ids: list[int]) -> int:
     """Score the events among event_ids that are still 'received'; return how many this call scored.
 
-    Idempotent: one transaction claims the rows still 'received' under a row lock (skip_locked
-    on PostgreSQL, so a second worker given the same ids skips them; SQLite serialises writers),
-    scores them and writes scores and review items; a duplicate delivery, or a redelivery after a
-    worker died mid-batch, therefore writes each score exactly once and never queues an event twice.
+    Idempotent: the write is a compare-and-set. On PostgreSQL the model runs outside any
+    transaction, and one UPDATE writes the scores only of rows still 'received', returning those
+    it changed; review items are made for those alone, in the same transaction (a second worker
+    given the same ids waits for the first's row locks, then finds nothing to change). SQLite
+    serialises writers, so there the whole batch runs in one IMMEDIATE transaction. Either way a
+    duplicate delivery, or a redelivery after a worker died mid-batch, writes each score exactly
+    once and never queues an event twice.
     """
     if not event_ids:
         return 0
+    if connection.vendor == "postgresql":
+        return _events_score(event_ids)
     with transaction.atomic():
-        return _events_score_locked(event_ids)
+        return _events_score(event_ids)
 
 
 # msgspec's JSON codec: a quarter of the time of the json module on a batch's attributes.
@@ -326,14 +331,14 @@ _json_decoder = msgspec.json.Decoder()
 
 
 def _events_pending(event_ids: list[int]) -> list[dict]:
-    """The events among event_ids still 'received', locked for this transaction, oldest first."""
+    """The events among event_ids still 'received', oldest first."""
     if connection.vendor == "postgresql":
         # One array parameter rather than a thousand placeholders, and the attributes as text
         # decoded here: the ORM's per-value converters cost more than the query itself.
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, source_id, entity, attributes::text FROM {Event._meta.db_table} "
-                "WHERE id = ANY(%s) AND status = %s ORDER BY id FOR UPDATE SKIP LOCKED",
+                "WHERE id = ANY(%s) AND status = %s ORDER BY id",
                 [list(event_ids), EventStatus.RECEIVED.value],
             )
             loads = _json_decoder.decode
@@ -345,7 +350,7 @@ def _events_pending(event_ids: list[int]) -> list[dict]:
     )
 
 
-def _events_score_locked(event_ids: list[int]) -> int:
+def _events_score(event_ids: list[int]) -> int:
     from actions import selectors as action_selectors
     from actions.choices import Mode
     from actions.services import items_opened
@@ -408,25 +413,28 @@ def _events_score_locked(event_ids: list[int]) -> int:
                         "created_at": now,
                     }
                 )
-        _events_write_scores(written, model_version_id=outcome.model_version_id, scored_at=now)
-        # One review item per event is a unique constraint, so even a bug that let two
-        # workers through could not queue an event twice.
-        _review_items_insert(items)
-        queued_ids = [item["event_id"] for item in items]
-        items_opened(
-            source_id=source_id,
-            event_ids=queued_ids,
-            acting=any(item["mode"] == Mode.ACT_THEN_REVIEW for item in items),
-        )
-        if queued_ids:
-            transaction.on_commit(lambda queued_ids=queued_ids: enqueue_explanations(queued_ids))
-        scored += len(group)
+        with transaction.atomic():
+            changed = _events_write_scores(written, model_version_id=outcome.model_version_id, scored_at=now)
+            items = [item for item in items if item["event_id"] in changed]
+            # One review item per event is a unique constraint, so even a bug that let two
+            # workers through could not queue an event twice.
+            _review_items_insert(items)
+            queued_ids = [item["event_id"] for item in items]
+            items_opened(
+                source_id=source_id,
+                event_ids=queued_ids,
+                acting=any(item["mode"] == Mode.ACT_THEN_REVIEW for item in items),
+            )
+            if queued_ids:
+                transaction.on_commit(lambda queued_ids=queued_ids: enqueue_explanations(queued_ids))
+        scored += len(changed)
     return scored
 
 
-def _events_write_scores(rows: list[tuple[int, float, str, str]], *, model_version_id: int, scored_at) -> None:
+def _events_write_scores(rows: list[tuple[int, float, str, str]], *, model_version_id: int, scored_at) -> set[int]:
     """Write (event id, score, status, proposed action) rows, with model_version and scored_at
-    (explanations come later, from explain_events).
+    (explanations come later, from explain_events), to the events still 'received'; return the
+    ids written.
 
     On PostgreSQL one UPDATE ... FROM unnest(arrays) writes the whole batch: a single statement
     and a single round trip for a thousand rows. Django's bulk_update builds a CASE WHEN per row
@@ -434,7 +442,7 @@ def _events_write_scores(rows: list[tuple[int, float, str, str]], *, model_versi
     write the few-valued fields with one UPDATE per (status, action) and bulk_update the rest.
     """
     if not rows:
-        return
+        return set()
     if connection.vendor == "postgresql":
         ids, scores, statuses, actions = (list(column) for column in zip(*rows, strict=True))
         with connection.cursor() as cursor:
@@ -445,11 +453,12 @@ def _events_write_scores(rows: list[tuple[int, float, str, str]], *, model_versi
                        model_version_id = %s, scored_at = %s
                   FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[])
                        AS v(id, score, status, action)
-                 WHERE e.id = v.id
+                 WHERE e.id = v.id AND e.status = %s
+             RETURNING e.id
                 """,
-                [model_version_id, scored_at, ids, scores, statuses, actions],
+                [model_version_id, scored_at, ids, scores, statuses, actions, EventStatus.RECEIVED.value],
             )
-        return
+            return {row[0] for row in cursor.fetchall()}
     shared: dict[tuple[str, str], list[int]] = {}
     for event_id, _, status, action in rows:
         shared.setdefault((status, action), []).append(event_id)
@@ -458,6 +467,7 @@ def _events_write_scores(rows: list[tuple[int, float, str, str]], *, model_versi
             status=status, proposed_action=action, model_version_id=model_version_id, scored_at=scored_at
         )
     Event.objects.bulk_update([Event(id=event_id, score=score) for event_id, score, _, _ in rows], ["score"], batch_size=500)
+    return {event_id for event_id, _, _, _ in rows}  # read 'received' in this IMMEDIATE transaction
 
 
 def _review_items_insert(items: list[dict]) -> None:
