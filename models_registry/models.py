@@ -111,7 +111,8 @@ class LearningSettings(models.Model):
         max_length=100,
         blank=True,
         default=_default_schedule,
-        help_text='cron "minute hour day-of-month month day-of-week" in UTC, e.g. "0 3 * * *"; blank: no scheduled retraining',
+        help_text='cron "minute hour day-of-month month day-of-week" in UTC, e.g. "0 3 * * *"; the minute must be one '
+        'number from 0 to 59 (at most one run an hour: "*/30" or "0,30" is refused); blank: no scheduled retraining',
     )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -161,3 +161,10 @@ def test_only_admins_see_or_change_settings(client, api, request, persona):
     assert api(user).get("/api/v1/sources/toy/learning/").status_code == expected
     assert api(user).patch("/api/v1/sources/toy/learning/", {"min_labels_per_class": 1}, format="json").status_code == expected
     assert not LearningSettings.objects.exists()
+
+
+def test_schedule_help_text_states_the_hourly_rule_before_it_is_enforced(client, carol):
+    toy_source()
+    login(client, carol)
+    page = client.get("/models/sources/toy/settings/").content.decode()
+    assert "at most one run an hour" in page and "*/30" in page
