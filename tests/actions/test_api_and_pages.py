@@ -240,3 +240,26 @@ def test_action_names_do_not_change(api, carol, source):
     deny = ActionType.objects.get(source=source, name="deny")
     resp = api(carol).patch(f"/api/v1/action-types/{deny.pk}/", {"name": "refuse"}, format="json")
     assert resp.status_code == 400 and resp.json()["errors"][0]["field"] == "name"
+
+
+def test_allowlist_checkbox_names_the_entity_and_expiry_and_the_audit_records_both(client, alice, deny, make_item, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SECAI_ALLOWLIST_DAYS = 30
+    item = make_item(entity="vpn-gw-7")
+    review_services.review_item_claim(item=item, reviewer=alice)
+    client.login(username="alice", password=PASSWORD)
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    until = (timezone.now() + timedelta(days=30)).strftime("%Y-%m-%d")
+    label = page[page.index('id="id_allowlist_entity"') :][:400]
+    assert "vpn-gw-7" in label and "for 30 days" in label and until in label and "none of its events" in label
+    resp = client.post(
+        f"/items/{item.pk}/decide/", {"verdict": "overturn", "reason": "known_benign", "allowlist_entity": "on"}, follow=True
+    )
+    assert "on the allow list of" in resp.content.decode() and "for 30 days" in resp.content.decode()
+    entry = ListEntry.objects.get(entity="vpn-gw-7", kind="allow")
+    audit = AuditEntry.objects.get(verb="list.allow.add", object_id=str(entry.pk))
+    assert audit.actor_label == "alice" and audit.after["entity"] == "vpn-gw-7"
+    assert audit.after["expires_at"].startswith(until) and f"overturned item {item.pk}" in audit.after["reason"]
