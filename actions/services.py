@@ -691,10 +691,13 @@ def delivery_attempt(*, delivery_id: int) -> str:
             deliveries_enqueue([delivery_id], countdown=(early.next_attempt_at - now).total_seconds() + 0.05)
         return "skipped"
     row = Delivery.objects.select_related("executor", "subscription", "event").get(pk=delivery_id)
-    if row.kind == DeliveryKind.EXECUTE and row.attempts == 1 and row.event is not None:
+    # The first attempt, and the first after a retry by hand, look at the allow list again: an
+    # entity listed since then is not actioned.
+    first_of_run = row.attempts == 1 or bool(row.log and "retry_by" in row.log[-1])
+    if row.kind == DeliveryKind.EXECUTE and first_of_run and row.event is not None:
         if selectors.entity_allowlisted(source_id=row.source_id, entity=row.event.entity):
             with transaction.atomic():
-                if Delivery.objects.filter(pk=row.pk, state=DeliveryState.SENDING, attempts=1).update(
+                if Delivery.objects.filter(pk=row.pk, state=DeliveryState.SENDING, attempts=row.attempts).update(
                     state=DeliveryState.CANCELLED, lease_until=None, last_error="entity on the allow list"
                 ):
                     audit_record(
@@ -793,7 +796,9 @@ def deliveries_sweep(*, limit: int = 2000) -> int:
 
 
 def delivery_retry(*, delivery: Delivery, actor) -> Delivery:
-    """An admin sends a failed delivery again (the retry button). Attempts start over; the
+    """An admin sends a failed delivery again (the retry button). The attempt count goes on (the
+    receiver sees X-SecAI-Attempt 3 after two failed attempts, and the log keeps them): the retry
+    adds the target's current attempt budget to max_attempts and is marked in the log. The
     idempotency key stays, so a receiver that did apply an earlier attempt applies nothing twice."""
     with transaction.atomic():
         row = Delivery.objects.select_for_update().get(pk=delivery.pk)
@@ -801,10 +806,25 @@ def delivery_retry(*, delivery: Delivery, actor) -> Delivery:
             raise ItemConflict(f"only a failed delivery can be retried; this one is {row.state}", field="state")
         if row.kind == DeliveryKind.EXECUTE and row.withdrawn:
             raise ItemConflict("this action was overturned after it failed; it is not sent again", field="state")
+        target = row.executor if row.executor_id else row.subscription
+        budget = target.max_attempts if target is not None else row.max_attempts
+        now = timezone.now()
+        marker = {"attempt": row.attempts, "at": now.isoformat(), "retry_by": _label(actor)}
         Delivery.objects.filter(pk=row.pk, state=DeliveryState.FAILED).update(
-            state=DeliveryState.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
+            state=DeliveryState.PENDING,
+            max_attempts=row.attempts + budget,
+            retries=F("retries") + 1,
+            log=[*row.log, marker][-MAX_LOG_ENTRIES:],
+            next_attempt_at=now,
+            last_error="",
         )
-        audit_record(actor=actor, verb="delivery.retry", obj=row, before={"state": row.state, "attempts": row.attempts})
+        audit_record(
+            actor=actor,
+            verb="delivery.retry",
+            obj=row,
+            before={"state": row.state, "attempts": row.attempts, "max_attempts": row.max_attempts},
+            after={"max_attempts": row.attempts + budget, "retries": row.retries + 1},
+        )
         _enqueue_after_commit([row.pk])
     row.refresh_from_db()
     return row

@@ -97,6 +97,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "withdrawn",
             "attempts",
             "max_attempts",
+            "retries",
             "next_attempt_at",
             "last_status",
             "last_error",

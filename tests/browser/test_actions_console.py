@@ -92,6 +92,9 @@ def test_retry_button_sends_a_failed_action_again(source, alice, carol, login):
         row.refresh_from_db()
         assert row.state == "delivered" and receiver.applied == {row.idempotency_key: 1}
         assert [c.key for c in receiver.calls] == [row.idempotency_key] * 3
+        # The attempt count goes on after the retry: the receiver and the log see attempt 3.
+        assert [c.attempt for c in receiver.calls] == [1, 2, 3]
+        assert page.locator(f"#delivery-{row.pk} .attempts").inner_text() == "3 / 4 (retried 1×)"
 
         page.goto(item_url(item.pk))
         assert "delivered" in page.locator("#actions-card").inner_text()
