@@ -65,6 +65,10 @@ def _default_min_labels() -> int:
     return settings.SECAI_MIN_LABELS_PER_CLASS
 
 
+def _default_min_cold_start_events() -> int:
+    return settings.SECAI_MIN_COLD_START_EVENTS
+
+
 def _default_min_pr_auc() -> float:
     return settings.SECAI_MIN_PR_AUC
 
@@ -93,6 +97,12 @@ class LearningSettings(models.Model):
         default=_default_min_labels,
         validators=[MinValueValidator(1)],
         help_text="supervised training needs at least this many threat and this many benign labels in its training part",
+    )
+    min_cold_start_events = models.PositiveIntegerField(
+        default=_default_min_cold_start_events,
+        # at most what a cold start reads (services.MAX_UNSUPERVISED_ROWS), or it could never train
+        validators=[MinValueValidator(1), MaxValueValidator(50_000)],
+        help_text="a cold-start (unsupervised) model is trained only from at least this many events",
     )
     min_pr_auc = models.FloatField(
         default=_default_min_pr_auc, validators=SHARE, help_text="a candidate below this held-out PR AUC is rejected"
