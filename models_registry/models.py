@@ -56,6 +56,19 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.source.name} v{self.version} ({self.status})"
 
+    @property
+    def gate_rejected(self) -> bool:
+        return (self.validation_report or {}).get("decision") == "reject"
+
+    @property
+    def promotion_over_gate(self) -> dict | None:
+        """The latest promotion of a model the gate rejected ({"at", "by", "reason"}), so pages can
+        show the gate's own reason next to the admin's instead of one replacing the other."""
+        if not self.gate_rejected:
+            return None
+        promotions = [h for h in self.history or [] if h.get("status") == ModelStatus.CHAMPION]
+        return promotions[-1] if promotions else None
+
 
 # Defaults of the learning settings come from settings.SECAI_*, read when a source's row is created,
 # so a deployment sets its defaults in one place and an admin overrides them per source.
