@@ -240,8 +240,14 @@ def list_entry_add(
     action: str = "",
     actor_label: str = "",
 ) -> ListEntry:
-    """Put an entity on a source's allow or block list (or renew its live entry). A block-list
-    entry names the action its events propose at least; it defaults to the most severe one."""
+    """Put an entity on a source's allow or block list. A block-list entry names the action its
+    events propose at least; it defaults to the most severe one.
+
+    An entity is on at most one of a source's two lists: adding it to one while a live (not removed,
+    not expired) entry on the other exists is refused, naming that entry, since the allow list
+    would silently win. Adding it again to the list it is on updates that entry's expiry, action
+    and reason (a renewal): the returned entry's `updated` is True then, and the audit verb is
+    list.<kind>.update with the values before and after."""
     if kind not in ListKind.values:
         raise ServiceError(f"kind must be one of {', '.join(ListKind.values)}", field="kind")
     entity = (entity or "").strip()
@@ -258,34 +264,57 @@ def list_entry_add(
         raise ServiceError("only block-list entries name an action", field="action")
     label = _label(actor, actor_label)
     with transaction.atomic():
+        # One source's list changes one at a time (PostgreSQL; SQLite writes one at a time anyway),
+        # so an allow and a block posted together cannot both pass the check below.
+        Source.objects.select_for_update().filter(pk=source.pk).first()
+        now = timezone.now()
+        other = (
+            ListEntry.objects.filter(source=source, entity=entity, removed_at__isnull=True)
+            .exclude(kind=kind)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .first()
+        )
+        if other is not None:
+            until = f"until {other.expires_at:%Y-%m-%d %H:%M} UTC" if other.expires_at else "without expiry"
+            raise ServiceError(
+                f"{entity} is already on the {other.kind} list of {source.name} (entry {other.pk}, added by "
+                f"{other.created_by or 'unknown'}, {until}); remove that entry first",
+                field="kind",
+            )
         live = (
             ListEntry.objects.select_for_update().filter(source=source, kind=kind, entity=entity, removed_at__isnull=True).first()
         )
         before = None
         if live is not None:
-            before = {"expires_at": live.expires_at.isoformat() if live.expires_at else None, "action": live.action}
+            before = {
+                "expires_at": live.expires_at.isoformat() if live.expires_at else None,
+                "action": live.action,
+                "reason": live.reason,
+            }
             # An expired entry is replaced rather than revived, so its history stays as it was.
-            if live.expires_at is not None and live.expires_at <= timezone.now():
+            if live.expires_at is not None and live.expires_at <= now:
                 ListEntry.objects.filter(pk=live.pk).update(removed_at=live.expires_at, removed_by="expired")
                 live = None
         if live is None:
             entry = ListEntry.objects.create(
                 source=source, kind=kind, entity=entity, action=action, reason=reason, expires_at=expires_at, created_by=label
             )
+            entry.updated = False
         else:
             ListEntry.objects.filter(pk=live.pk).update(expires_at=expires_at, action=action, reason=reason or live.reason)
             entry = ListEntry.objects.get(pk=live.pk)
+            entry.updated = True
         audit_record(
             actor=actor,
             actor_label=label,
-            verb=f"list.{kind}.add",
+            verb=f"list.{kind}.{'update' if entry.updated else 'add'}",
             obj=entry,
             before=before,
             after={
                 "entity": entity,
                 "expires_at": expires_at.isoformat() if expires_at else None,
                 "action": action,
-                "reason": reason,
+                "reason": entry.reason,
             },
         )
     return entry

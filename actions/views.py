@@ -187,7 +187,14 @@ def lists(request):
             except ServiceError as exc:
                 _form_error(form, exc)
             else:
-                messages.success(request, f"{entry.entity} is on the {entry.get_kind_display()} of {entry.source.name}.")
+                if entry.updated:
+                    messages.success(
+                        request,
+                        f"{entry.entity} was already on the {entry.get_kind_display()} of {entry.source.name}: "
+                        "its entry is updated (expiry, action and reason).",
+                    )
+                else:
+                    messages.success(request, f"{entry.entity} is on the {entry.get_kind_display()} of {entry.source.name}.")
                 return redirect("actions:lists")
     elif request.method == "POST":
         return render(request, "403.html", status=403)

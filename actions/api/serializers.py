@@ -117,6 +117,9 @@ class ListEntrySerializer(RefuseUnknownFields, serializers.ModelSerializer):
     source = SlugRelatedField(slug_field="name", queryset=Source.objects.all())
     kind = serializers.ChoiceField(choices=ListKind.choices)
     active = serializers.SerializerMethodField()
+    updated = serializers.SerializerMethodField(
+        help_text="in a POST's answer: the entity was already on this list, and its entry was updated"
+    )
 
     class Meta:
         model = ListEntry
@@ -133,9 +136,13 @@ class ListEntrySerializer(RefuseUnknownFields, serializers.ModelSerializer):
             "removed_at",
             "removed_by",
             "active",
+            "updated",
         ]
-        read_only_fields = ["id", "created_at", "created_by", "removed_at", "removed_by", "active"]
+        read_only_fields = ["id", "created_at", "created_by", "removed_at", "removed_by", "active", "updated"]
         validators: list = []
+
+    def get_updated(self, obj: ListEntry) -> bool:
+        return bool(getattr(obj, "updated", False))
 
     def get_active(self, obj: ListEntry) -> bool:
         from django.utils import timezone
