@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -183,7 +184,14 @@ def action_type_save(*, actor, source: Source | None = None, action_type: Action
                 actor=actor, verb="action_type.mode", obj=at, before={"mode": before["mode"]}, after={"mode": after["mode"]}
             )
         if after != before:
-            audit_record(actor=actor, verb="action_type.save", obj=at, before=before, after=after)
+            deadline_changed = before is None or any(
+                before[k] != after[k] for k in ("deadline_minutes", "deadline_fallback", "deadline_verdict")
+            )
+            audited = dict(after)
+            if deadline_changed and at.deadline_fallback != Fallback.WAIT:
+                # The consequence the admin confirmed: the backlog the next run escalates or decides.
+                audited["items_past_deadline"] = items_past_deadline(action_type=at)
+            audit_record(actor=actor, verb="action_type.save", obj=at, before=before, after=audited)
     return at
 
 
@@ -862,23 +870,57 @@ def delivery_retry(*, delivery: Delivery, actor) -> Delivery:
 # ---------------------------------------------------------------- deadlines
 
 
-def deadlines_apply(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Apply each action type's deadline fallback to its open items older than deadline_minutes.
-    Items someone holds under a live claim are left alone; appeals always wait for a person."""
+def _past_deadline(*, source_id: int, action: str, minutes: int, now: datetime):
+    """Items a deadline fallback takes: open (or held under an expired claim) for longer than
+    `minutes`; appeals always wait for a person."""
+    return (
+        ReviewItem.objects.filter(source_id=source_id, proposed_action=action, created_at__lte=now - timedelta(minutes=minutes))
+        .filter(Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now))
+        .exclude(kind=ItemKind.APPEAL)
+    )
+
+
+def items_past_deadline(*, action_type: ActionType, now: datetime | None = None) -> int:
+    """How many items the action type's fallback takes at its next run (0 when it waits): what an
+    admin sees before and after changing a deadline, since a new short deadline takes the backlog."""
+    if action_type.deadline_fallback == Fallback.WAIT or not action_type.deadline_minutes or action_type.pk is None:
+        return 0
+    return _past_deadline(
+        source_id=action_type.source_id,
+        action=action_type.name,
+        minutes=action_type.deadline_minutes,
+        now=now or timezone.now(),
+    ).count()
+
+
+def deadlines_apply(*, now: datetime | None = None, chunk: int = 500, budget_seconds: float | None = None) -> int:
+    """Apply each action type's deadline fallback to its open items older than deadline_minutes,
+    oldest first, in chunks, until none is left or the time budget (SECAI_DEADLINE_BUDGET_SECONDS,
+    under beat's one-minute interval) is spent. One chunk per action type and round, so a large
+    backlog of one type does not hold another's due items back; the next run goes on where this one
+    stopped. Items someone holds under a live claim are left alone."""
     now = now or timezone.now()
+    budget = settings.SECAI_DEADLINE_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    stop_at = time.monotonic() + budget
     applied = 0
-    due = ActionType.objects.filter(deadline_minutes__isnull=False).exclude(deadline_fallback=Fallback.WAIT)
-    for at in due:
-        cutoff = now - timedelta(minutes=at.deadline_minutes)
-        ids = list(
-            ReviewItem.objects.filter(source_id=at.source_id, proposed_action=at.name, created_at__lte=cutoff)
-            .filter(Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now))
-            .exclude(kind=ItemKind.APPEAL)
-            .order_by("created_at")
-            .values_list("id", flat=True)[:limit]
-        )
-        for pk in ids:
-            applied += _deadline_apply_one(item_id=pk, action_type=at, now=now)
+    pending = list(ActionType.objects.filter(deadline_minutes__isnull=False).exclude(deadline_fallback=Fallback.WAIT))
+    while pending and time.monotonic() < stop_at:
+        for at in list(pending):
+            ids = list(
+                _past_deadline(source_id=at.source_id, action=at.name, minutes=at.deadline_minutes, now=now)
+                .order_by("created_at")
+                .values_list("id", flat=True)[:chunk]
+            )
+            for pk in ids:
+                applied += _deadline_apply_one(item_id=pk, action_type=at, now=now)
+                if time.monotonic() >= stop_at:
+                    break
+            if len(ids) < chunk:
+                pending.remove(at)
+            if time.monotonic() >= stop_at:
+                break
+    if pending and time.monotonic() >= stop_at:
+        logger.warning("deadline fallbacks: time budget of %ss spent after %d items; the next run goes on", budget, applied)
     return applied
 
 

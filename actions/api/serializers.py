@@ -44,6 +44,9 @@ class ActionTypeSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.PROPOSE)
     deadline_fallback = serializers.ChoiceField(choices=Fallback.choices, default=Fallback.WAIT)
     deadline_verdict = serializers.ChoiceField(choices=VerdictChoice.choices, required=False, allow_blank=True)
+    items_past_deadline = serializers.SerializerMethodField(
+        help_text="open items already past the deadline, which the fallback escalates or decides at its next run (every minute)"
+    )
 
     class Meta:
         model = ActionType
@@ -58,11 +61,17 @@ class ActionTypeSerializer(RefuseUnknownFields, serializers.ModelSerializer):
             "deadline_minutes",
             "deadline_fallback",
             "deadline_verdict",
+            "items_past_deadline",
             "builtin",
             "updated_at",
         ]
-        read_only_fields = ["id", "builtin", "updated_at"]
+        read_only_fields = ["id", "builtin", "updated_at", "items_past_deadline"]
         validators: list = []  # uniqueness is checked by the service, with the error shape of the API
+
+    def get_items_past_deadline(self, obj: ActionType) -> int:
+        from actions.services import items_past_deadline
+
+        return items_past_deadline(action_type=obj)
 
 
 class SubscriptionSerializer(RefuseUnknownFields, serializers.ModelSerializer):

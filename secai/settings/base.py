@@ -233,6 +233,9 @@ SECAI_DELIVERY_BACKOFF_SECONDS = float(env_str("SECAI_DELIVERY_BACKOFF_SECONDS",
 SECAI_DELIVERY_BACKOFF_MAX_SECONDS = float(env_str("SECAI_DELIVERY_BACKOFF_MAX_SECONDS", "3600"))
 SECAI_DELIVERY_LEASE_SECONDS = env_int("SECAI_DELIVERY_LEASE_SECONDS", 120)
 SECAI_ALLOWLIST_DAYS = env_int("SECAI_ALLOWLIST_DAYS", 90)  # expiry of an entry added by an overturn
+# One run of the deadline fallbacks (beat, every minute) works through every due item in chunks
+# until none is left or this many seconds have passed; the next run goes on from there.
+SECAI_DEADLINE_BUDGET_SECONDS = float(env_str("SECAI_DEADLINE_BUDGET_SECONDS", "45"))
 
 LOGGING = {
     "version": 1,
