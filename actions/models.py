@@ -172,13 +172,17 @@ class Delivery(models.Model):
     state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
     # Set on an execution when its verdict was overturned: not retried by hand, reversed once acknowledged.
     withdrawn = models.BooleanField(default=False)
+    # Cumulative over the delivery's life: a retry by hand adds a new budget to max_attempts instead
+    # of starting the count over, so the history and X-SecAI-Attempt keep counting.
     attempts = models.PositiveIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=8)
+    max_attempts = models.PositiveIntegerField(default=8)
+    retries = models.PositiveSmallIntegerField(default=0)  # how often an admin sent it again after it failed
     next_attempt_at = models.DateTimeField()
     lease_until = models.DateTimeField(null=True, blank=True)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    log = models.JSONField(default=list, blank=True)  # [{"attempt", "at", "status", "error"}]
+    # [{"attempt", "at", "status", "error"}], and {"attempt", "at", "retry_by"} where an admin retried it
+    log = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -183,7 +184,14 @@ def action_type_save(*, actor, source: Source | None = None, action_type: Action
                 actor=actor, verb="action_type.mode", obj=at, before={"mode": before["mode"]}, after={"mode": after["mode"]}
             )
         if after != before:
-            audit_record(actor=actor, verb="action_type.save", obj=at, before=before, after=after)
+            deadline_changed = before is None or any(
+                before[k] != after[k] for k in ("deadline_minutes", "deadline_fallback", "deadline_verdict")
+            )
+            audited = dict(after)
+            if deadline_changed and at.deadline_fallback != Fallback.WAIT:
+                # The consequence the admin confirmed: the backlog the next run escalates or decides.
+                audited["items_past_deadline"] = items_past_deadline(action_type=at)
+            audit_record(actor=actor, verb="action_type.save", obj=at, before=before, after=audited)
     return at
 
 
@@ -240,8 +248,14 @@ def list_entry_add(
     action: str = "",
     actor_label: str = "",
 ) -> ListEntry:
-    """Put an entity on a source's allow or block list (or renew its live entry). A block-list
-    entry names the action its events propose at least; it defaults to the most severe one."""
+    """Put an entity on a source's allow or block list. A block-list entry names the action its
+    events propose at least; it defaults to the most severe one.
+
+    An entity is on at most one of a source's two lists: adding it to one while a live (not removed,
+    not expired) entry on the other exists is refused, naming that entry, since the allow list
+    would silently win. Adding it again to the list it is on updates that entry's expiry, action
+    and reason (a renewal): the returned entry's `updated` is True then, and the audit verb is
+    list.<kind>.update with the values before and after."""
     if kind not in ListKind.values:
         raise ServiceError(f"kind must be one of {', '.join(ListKind.values)}", field="kind")
     entity = (entity or "").strip()
@@ -258,34 +272,57 @@ def list_entry_add(
         raise ServiceError("only block-list entries name an action", field="action")
     label = _label(actor, actor_label)
     with transaction.atomic():
+        # One source's list changes one at a time (PostgreSQL; SQLite writes one at a time anyway),
+        # so an allow and a block posted together cannot both pass the check below.
+        Source.objects.select_for_update().filter(pk=source.pk).first()
+        now = timezone.now()
+        other = (
+            ListEntry.objects.filter(source=source, entity=entity, removed_at__isnull=True)
+            .exclude(kind=kind)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .first()
+        )
+        if other is not None:
+            until = f"until {other.expires_at:%Y-%m-%d %H:%M} UTC" if other.expires_at else "without expiry"
+            raise ServiceError(
+                f"{entity} is already on the {other.kind} list of {source.name} (entry {other.pk}, added by "
+                f"{other.created_by or 'unknown'}, {until}); remove that entry first",
+                field="kind",
+            )
         live = (
             ListEntry.objects.select_for_update().filter(source=source, kind=kind, entity=entity, removed_at__isnull=True).first()
         )
         before = None
         if live is not None:
-            before = {"expires_at": live.expires_at.isoformat() if live.expires_at else None, "action": live.action}
+            before = {
+                "expires_at": live.expires_at.isoformat() if live.expires_at else None,
+                "action": live.action,
+                "reason": live.reason,
+            }
             # An expired entry is replaced rather than revived, so its history stays as it was.
-            if live.expires_at is not None and live.expires_at <= timezone.now():
+            if live.expires_at is not None and live.expires_at <= now:
                 ListEntry.objects.filter(pk=live.pk).update(removed_at=live.expires_at, removed_by="expired")
                 live = None
         if live is None:
             entry = ListEntry.objects.create(
                 source=source, kind=kind, entity=entity, action=action, reason=reason, expires_at=expires_at, created_by=label
             )
+            entry.updated = False
         else:
             ListEntry.objects.filter(pk=live.pk).update(expires_at=expires_at, action=action, reason=reason or live.reason)
             entry = ListEntry.objects.get(pk=live.pk)
+            entry.updated = True
         audit_record(
             actor=actor,
             actor_label=label,
-            verb=f"list.{kind}.add",
+            verb=f"list.{kind}.{'update' if entry.updated else 'add'}",
             obj=entry,
             before=before,
             after={
                 "entity": entity,
                 "expires_at": expires_at.isoformat() if expires_at else None,
                 "action": action,
-                "reason": reason,
+                "reason": entry.reason,
             },
         )
     return entry
@@ -692,10 +729,13 @@ def delivery_attempt(*, delivery_id: int) -> str:
             deliveries_enqueue([delivery_id], countdown=(early.next_attempt_at - now).total_seconds() + 0.05)
         return "skipped"
     row = Delivery.objects.select_related("executor", "subscription", "event").get(pk=delivery_id)
-    if row.kind == DeliveryKind.EXECUTE and row.attempts == 1 and row.event is not None:
+    # The first attempt, and the first after a retry by hand, look at the allow list again: an
+    # entity listed since then is not actioned.
+    first_of_run = row.attempts == 1 or bool(row.log and "retry_by" in row.log[-1])
+    if row.kind == DeliveryKind.EXECUTE and first_of_run and row.event is not None:
         if selectors.entity_allowlisted(source_id=row.source_id, entity=row.event.entity):
             with transaction.atomic():
-                if Delivery.objects.filter(pk=row.pk, state=DeliveryState.SENDING, attempts=1).update(
+                if Delivery.objects.filter(pk=row.pk, state=DeliveryState.SENDING, attempts=row.attempts).update(
                     state=DeliveryState.CANCELLED, lease_until=None, last_error="entity on the allow list"
                 ):
                     audit_record(
@@ -794,7 +834,9 @@ def deliveries_sweep(*, limit: int = 2000) -> int:
 
 
 def delivery_retry(*, delivery: Delivery, actor) -> Delivery:
-    """An admin sends a failed delivery again (the retry button). Attempts start over; the
+    """An admin sends a failed delivery again (the retry button). The attempt count goes on (the
+    receiver sees X-SecAI-Attempt 3 after two failed attempts, and the log keeps them): the retry
+    adds the target's current attempt budget to max_attempts and is marked in the log. The
     idempotency key stays, so a receiver that did apply an earlier attempt applies nothing twice."""
     with transaction.atomic():
         row = Delivery.objects.select_for_update().get(pk=delivery.pk)
@@ -802,10 +844,25 @@ def delivery_retry(*, delivery: Delivery, actor) -> Delivery:
             raise ItemConflict(f"only a failed delivery can be retried; this one is {row.state}", field="state")
         if row.kind == DeliveryKind.EXECUTE and row.withdrawn:
             raise ItemConflict("this action was overturned after it failed; it is not sent again", field="state")
+        target = row.executor if row.executor_id else row.subscription
+        budget = target.max_attempts if target is not None else row.max_attempts
+        now = timezone.now()
+        marker = {"attempt": row.attempts, "at": now.isoformat(), "retry_by": _label(actor)}
         Delivery.objects.filter(pk=row.pk, state=DeliveryState.FAILED).update(
-            state=DeliveryState.PENDING, attempts=0, next_attempt_at=timezone.now(), last_error=""
+            state=DeliveryState.PENDING,
+            max_attempts=row.attempts + budget,
+            retries=F("retries") + 1,
+            log=[*row.log, marker][-MAX_LOG_ENTRIES:],
+            next_attempt_at=now,
+            last_error="",
         )
-        audit_record(actor=actor, verb="delivery.retry", obj=row, before={"state": row.state, "attempts": row.attempts})
+        audit_record(
+            actor=actor,
+            verb="delivery.retry",
+            obj=row,
+            before={"state": row.state, "attempts": row.attempts, "max_attempts": row.max_attempts},
+            after={"max_attempts": row.attempts + budget, "retries": row.retries + 1},
+        )
         _enqueue_after_commit([row.pk])
     row.refresh_from_db()
     return row
@@ -814,23 +871,57 @@ def delivery_retry(*, delivery: Delivery, actor) -> Delivery:
 # ---------------------------------------------------------------- deadlines
 
 
-def deadlines_apply(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Apply each action type's deadline fallback to its open items older than deadline_minutes.
-    Items someone holds under a live claim are left alone; appeals always wait for a person."""
+def _past_deadline(*, source_id: int, action: str, minutes: int, now: datetime):
+    """Items a deadline fallback takes: open (or held under an expired claim) for longer than
+    `minutes`; appeals always wait for a person."""
+    return (
+        ReviewItem.objects.filter(source_id=source_id, proposed_action=action, created_at__lte=now - timedelta(minutes=minutes))
+        .filter(Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now))
+        .exclude(kind=ItemKind.APPEAL)
+    )
+
+
+def items_past_deadline(*, action_type: ActionType, now: datetime | None = None) -> int:
+    """How many items the action type's fallback takes at its next run (0 when it waits): what an
+    admin sees before and after changing a deadline, since a new short deadline takes the backlog."""
+    if action_type.deadline_fallback == Fallback.WAIT or not action_type.deadline_minutes or action_type.pk is None:
+        return 0
+    return _past_deadline(
+        source_id=action_type.source_id,
+        action=action_type.name,
+        minutes=action_type.deadline_minutes,
+        now=now or timezone.now(),
+    ).count()
+
+
+def deadlines_apply(*, now: datetime | None = None, chunk: int = 500, budget_seconds: float | None = None) -> int:
+    """Apply each action type's deadline fallback to its open items older than deadline_minutes,
+    oldest first, in chunks, until none is left or the time budget (SECAI_DEADLINE_BUDGET_SECONDS,
+    under beat's one-minute interval) is spent. One chunk per action type and round, so a large
+    backlog of one type does not hold another's due items back; the next run goes on where this one
+    stopped. Items someone holds under a live claim are left alone."""
     now = now or timezone.now()
+    budget = settings.SECAI_DEADLINE_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    stop_at = time.monotonic() + budget
     applied = 0
-    due = ActionType.objects.filter(deadline_minutes__isnull=False).exclude(deadline_fallback=Fallback.WAIT)
-    for at in due:
-        cutoff = now - timedelta(minutes=at.deadline_minutes)
-        ids = list(
-            ReviewItem.objects.filter(source_id=at.source_id, proposed_action=at.name, created_at__lte=cutoff)
-            .filter(Q(state=ReviewState.OPEN) | Q(state=ReviewState.CLAIMED, claim_expires_at__lt=now))
-            .exclude(kind=ItemKind.APPEAL)
-            .order_by("created_at")
-            .values_list("id", flat=True)[:limit]
-        )
-        for pk in ids:
-            applied += _deadline_apply_one(item_id=pk, action_type=at, now=now)
+    pending = list(ActionType.objects.filter(deadline_minutes__isnull=False).exclude(deadline_fallback=Fallback.WAIT))
+    while pending and time.monotonic() < stop_at:
+        for at in list(pending):
+            ids = list(
+                _past_deadline(source_id=at.source_id, action=at.name, minutes=at.deadline_minutes, now=now)
+                .order_by("created_at")
+                .values_list("id", flat=True)[:chunk]
+            )
+            for pk in ids:
+                applied += _deadline_apply_one(item_id=pk, action_type=at, now=now)
+                if time.monotonic() >= stop_at:
+                    break
+            if len(ids) < chunk:
+                pending.remove(at)
+            if time.monotonic() >= stop_at:
+                break
+    if pending and time.monotonic() >= stop_at:
+        logger.warning("deadline fallbacks: time budget of %ss spent after %d items; the next run goes on", budget, applied)
     return applied
 
 

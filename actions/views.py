@@ -13,6 +13,7 @@ from actions import selectors, services
 from actions.choices import DeliveryKind, DeliveryState, ListKind
 from actions.forms import ActionTypeCreateForm, ActionTypeForm, ExecutorForm, ListEntryForm, SubscriptionForm
 from actions.models import ActionType, Delivery, Executor, ListEntry, Subscription
+from actions.services import items_past_deadline
 from reviews import roles
 from reviews.models import Source
 from reviews.selectors import scoped_to_reviewer, sources_reviewable
@@ -57,15 +58,36 @@ def overview(request):
 def action_type_edit(request, pk: int):
     at = get_object_or_404(ActionType.objects.select_related("source", "executor"), pk=pk)
     form = ActionTypeForm(request.POST or None, instance=at)
+    context = {"form": form, "title": f"Action {at.name} of {at.source.name}", "object": at}
     if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        new_deadline = {k: d.get(k) for k in ("deadline_minutes", "deadline_fallback", "deadline_verdict")}
+        old_deadline = {
+            "deadline_minutes": at.deadline_minutes,
+            "deadline_fallback": at.deadline_fallback,
+            "deadline_verdict": at.deadline_verdict,
+        }
+        preview = ActionType(pk=at.pk, source_id=at.source_id, name=at.name, **new_deadline)
+        taken = items_past_deadline(action_type=preview) if new_deadline != old_deadline else 0
+        if taken and request.POST.get("confirm_deadline") != str(taken):
+            # A shorter deadline takes the whole backlog older than it at the next run: say how
+            # much before saving (the count is confirmed as seen, so a grown backlog asks again).
+            context["deadline_preview"] = {"count": taken, **new_deadline}
+            return render(request, "actions/edit.html", context)
         try:
-            services.action_type_save(actor=request.user, action_type=at, **form.cleaned_data)
+            services.action_type_save(actor=request.user, action_type=at, **d)
         except (ServiceError, ValidationError) as exc:
             _form_error(form, exc)
         else:
-            messages.success(request, f"Action {at.name} of {at.source.name} saved.")
+            messages.success(
+                request,
+                f"Action {at.name} of {at.source.name} saved."
+                + (f" {taken} open items past the deadline are taken at the next run (within a minute)." if taken else ""),
+            )
             return redirect("actions:overview")
-    return render(request, "actions/edit.html", {"form": form, "title": f"Action {at.name} of {at.source.name}", "object": at})
+    elif request.method == "GET":
+        context["past_deadline_now"] = items_past_deadline(action_type=at)
+    return render(request, "actions/edit.html", context)
 
 
 @admin_required
@@ -187,7 +209,14 @@ def lists(request):
             except ServiceError as exc:
                 _form_error(form, exc)
             else:
-                messages.success(request, f"{entry.entity} is on the {entry.get_kind_display()} of {entry.source.name}.")
+                if entry.updated:
+                    messages.success(
+                        request,
+                        f"{entry.entity} was already on the {entry.get_kind_display()} of {entry.source.name}: "
+                        "its entry is updated (expiry, action and reason).",
+                    )
+                else:
+                    messages.success(request, f"{entry.entity} is on the {entry.get_kind_display()} of {entry.source.name}.")
                 return redirect("actions:lists")
     elif request.method == "POST":
         return render(request, "403.html", status=403)

@@ -24,6 +24,7 @@ class LearningSettingsForm(forms.ModelForm):
         fields = list(LEARNING_FIELDS)
         labels = {
             "min_labels_per_class": "minimum labels per class",
+            "min_cold_start_events": "minimum events for a cold-start model",
             "min_pr_auc": "minimum PR AUC",
             "max_fpr_at_threshold": "maximum false-positive rate at the review threshold",
             "retrain_after_verdicts": "retrain after this many new verdicts",

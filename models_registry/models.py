@@ -56,6 +56,19 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.source.name} v{self.version} ({self.status})"
 
+    @property
+    def gate_rejected(self) -> bool:
+        return (self.validation_report or {}).get("decision") == "reject"
+
+    @property
+    def promotion_over_gate(self) -> dict | None:
+        """The latest promotion of a model the gate rejected ({"at", "by", "reason"}), so pages can
+        show the gate's own reason next to the admin's instead of one replacing the other."""
+        if not self.gate_rejected:
+            return None
+        promotions = [h for h in self.history or [] if h.get("status") == ModelStatus.CHAMPION]
+        return promotions[-1] if promotions else None
+
 
 # Defaults of the learning settings come from settings.SECAI_*, read when a source's row is created,
 # so a deployment sets its defaults in one place and an admin overrides them per source.
@@ -63,6 +76,10 @@ class ModelVersion(models.Model):
 
 def _default_min_labels() -> int:
     return settings.SECAI_MIN_LABELS_PER_CLASS
+
+
+def _default_min_cold_start_events() -> int:
+    return settings.SECAI_MIN_COLD_START_EVENTS
 
 
 def _default_min_pr_auc() -> float:
@@ -94,6 +111,12 @@ class LearningSettings(models.Model):
         validators=[MinValueValidator(1)],
         help_text="supervised training needs at least this many threat and this many benign labels in its training part",
     )
+    min_cold_start_events = models.PositiveIntegerField(
+        default=_default_min_cold_start_events,
+        # at most what a cold start reads (services.MAX_UNSUPERVISED_ROWS), or it could never train
+        validators=[MinValueValidator(1), MaxValueValidator(50_000)],
+        help_text="a cold-start (unsupervised) model is trained only from at least this many events",
+    )
     min_pr_auc = models.FloatField(
         default=_default_min_pr_auc, validators=SHARE, help_text="a candidate below this held-out PR AUC is rejected"
     )
@@ -111,7 +134,8 @@ class LearningSettings(models.Model):
         max_length=100,
         blank=True,
         default=_default_schedule,
-        help_text='cron "minute hour day-of-month month day-of-week" in UTC, e.g. "0 3 * * *"; blank: no scheduled retraining',
+        help_text='cron "minute hour day-of-month month day-of-week" in UTC, e.g. "0 3 * * *"; the minute must be one '
+        'number from 0 to 59 (at most one run an hour: "*/30" or "0,30" is refused); blank: no scheduled retraining',
     )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

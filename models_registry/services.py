@@ -240,6 +240,17 @@ def _train(model: ModelVersion, log: list[str]) -> None:
         recent = selectors.events_for_cold_start(source=source, limit=MAX_UNSUPERVISED_ROWS)
         if not recent:
             raise TrainingRefused(f"refused: source {source.name} has no events to learn from yet")
+        needed = max(1, learning.min_cold_start_events)
+        if len(recent) < needed:
+            # From a few events IsolationForest learns nothing: every event would score about the
+            # same, at the review threshold, and the whole stream would be queued.
+            manifest.update(mode="refused", decision=f"refused: {why}; too few events for a cold start")
+            ModelVersion.objects.filter(pk=model.pk).update(training_manifest=manifest, feature_schema=source.schema)
+            raise TrainingRefused(
+                f"refused: too few events for a cold start: source {source.name} has {len(recent)} event"
+                f"{'' if len(recent) == 1 else 's'}, an unsupervised model needs at least {needed} (the minimum in "
+                f"the learning settings), and supervised training is not possible ({why})"
+            )
         X_train = ml.frame_from_rows(recent, spec)
         bundle = ml.fit(spec, algorithm, X_train)
         holdout_idx = list(range(len(y_all)))
@@ -530,6 +541,7 @@ def verdicts_since_last_training(*, source: Source) -> int:
 
 LEARNING_FIELDS = (
     "min_labels_per_class",
+    "min_cold_start_events",
     "min_pr_auc",
     "max_fpr_at_threshold",
     "retrain_after_verdicts",

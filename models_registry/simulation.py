@@ -88,6 +88,7 @@ class SimulationConfig:
     audit_rate: float = 0.02
     audit_share: float = 0.1
     min_labels_per_class: int | None = None
+    min_cold_start_events: int | None = None
     seed: int = 0
     batch: int = 1000
     worker_concurrency: int = 1

@@ -71,6 +71,13 @@ def model_action(request, pk: int, verb: str):
     if not form.is_valid():
         messages.error(request, "Give a reason.")
         return redirect(target)
+    if verb == "promote" and model.gate_rejected and request.POST.get("over_gate") != "yes":
+        # The gate said no: say why and ask once more before overriding it.
+        return render(
+            request,
+            "models_registry/promote_confirm.html",
+            {"model": model, "gate": model.validation_report, "reason": form.cleaned_data["reason"], "back": back},
+        )
     try:
         if verb == "promote":
             model_services.model_promote(model=model, actor=request.user, reason=form.cleaned_data["reason"])
@@ -115,7 +122,9 @@ def model_report(request, pk: int):
         {
             "model": model,
             # Refused, failed and running trainings have no report (and so no report reason).
-            "summary": model.status_reason or report.get("reason") or model.error,
+            "summary": report.get("reason") or model.status_reason or model.error,
+            "status_reason": model.status_reason if model.status_reason != report.get("reason") else "",
+            "over_gate": model.promotion_over_gate,
             "report": report,
             "manifest": manifest,
             "split_train": (manifest.get("split") or {}).get("train"),

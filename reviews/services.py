@@ -836,14 +836,17 @@ def verdict_submit(
             from actions.choices import ListKind
             from actions.services import list_entry_add
 
-            list_entry_add(
-                source=item.source,
-                kind=ListKind.ALLOW,
-                entity=item.event.entity,
-                actor=reviewer,
-                expires_at=now + timedelta(days=settings.SECAI_ALLOWLIST_DAYS),
-                reason=f"overturned item {item.pk}: {reason}",
-            )
+            try:
+                list_entry_add(
+                    source=item.source,
+                    kind=ListKind.ALLOW,
+                    entity=item.event.entity,
+                    actor=reviewer,
+                    expires_at=now + timedelta(days=settings.SECAI_ALLOWLIST_DAYS),
+                    reason=f"overturned item {item.pk}: {reason}",
+                )
+            except ServiceError as exc:  # on the block list: the verdict is not recorded either
+                raise ServiceError(exc.message, field="allowlist_entity") from exc
         item.refresh_from_db()
         source_id = item.source_id
         if item.state == ReviewState.DECIDED:

@@ -185,6 +185,9 @@ def _item_actions(item: ReviewItem, *, viewer) -> dict:
         "appeals": appeals,
         "allowlisted": listed["allow"].get(item.event.entity),
         "blocklisted": listed["block"].get(item.event.entity),
+        # The checkbox lists the whole entity for this long (verdict_submit), so its label says so.
+        "allowlist_days": settings.SECAI_ALLOWLIST_DAYS,
+        "allowlist_until": timezone.now() + timedelta(days=settings.SECAI_ALLOWLIST_DAYS),
     }
 
 
@@ -371,7 +374,10 @@ def item_decide(request, pk: int):
     if item.state == ReviewState.DECIDED:
         messages.success(request, f"{word}: item {item.pk} ({item.event.external_id}) is decided.")
         if form.cleaned_data["allowlist_entity"]:
-            messages.success(request, f"{item.event.entity} is on the allow list of {item.source.name}.")
+            messages.success(
+                request,
+                f"{item.event.entity} is on the allow list of {item.source.name} for {settings.SECAI_ALLOWLIST_DAYS} days.",
+            )
     elif item.state == ReviewState.ESCALATED:
         messages.warning(request, f"{word}: item {item.pk} — the reviewers disagree, so it is escalated to an admin.")
     else:

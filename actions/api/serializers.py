@@ -44,6 +44,9 @@ class ActionTypeSerializer(RefuseUnknownFields, serializers.ModelSerializer):
     mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.PROPOSE)
     deadline_fallback = serializers.ChoiceField(choices=Fallback.choices, default=Fallback.WAIT)
     deadline_verdict = serializers.ChoiceField(choices=VerdictChoice.choices, required=False, allow_blank=True)
+    items_past_deadline = serializers.SerializerMethodField(
+        help_text="open items already past the deadline, which the fallback escalates or decides at its next run (every minute)"
+    )
 
     class Meta:
         model = ActionType
@@ -58,11 +61,17 @@ class ActionTypeSerializer(RefuseUnknownFields, serializers.ModelSerializer):
             "deadline_minutes",
             "deadline_fallback",
             "deadline_verdict",
+            "items_past_deadline",
             "builtin",
             "updated_at",
         ]
-        read_only_fields = ["id", "builtin", "updated_at"]
+        read_only_fields = ["id", "builtin", "updated_at", "items_past_deadline"]
         validators: list = []  # uniqueness is checked by the service, with the error shape of the API
+
+    def get_items_past_deadline(self, obj: ActionType) -> int:
+        from actions.services import items_past_deadline
+
+        return items_past_deadline(action_type=obj)
 
 
 class SubscriptionSerializer(RefuseUnknownFields, serializers.ModelSerializer):
@@ -97,6 +106,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "withdrawn",
             "attempts",
             "max_attempts",
+            "retries",
             "next_attempt_at",
             "last_status",
             "last_error",
@@ -116,6 +126,9 @@ class ListEntrySerializer(RefuseUnknownFields, serializers.ModelSerializer):
     source = SlugRelatedField(slug_field="name", queryset=Source.objects.all())
     kind = serializers.ChoiceField(choices=ListKind.choices)
     active = serializers.SerializerMethodField()
+    updated = serializers.SerializerMethodField(
+        help_text="in a POST's answer: the entity was already on this list, and its entry was updated"
+    )
 
     class Meta:
         model = ListEntry
@@ -132,9 +145,13 @@ class ListEntrySerializer(RefuseUnknownFields, serializers.ModelSerializer):
             "removed_at",
             "removed_by",
             "active",
+            "updated",
         ]
-        read_only_fields = ["id", "created_at", "created_by", "removed_at", "removed_by", "active"]
+        read_only_fields = ["id", "created_at", "created_by", "removed_at", "removed_by", "active", "updated"]
         validators: list = []
+
+    def get_updated(self, obj: ListEntry) -> bool:
+        return bool(getattr(obj, "updated", False))
 
     def get_active(self, obj: ListEntry) -> bool:
         from django.utils import timezone

@@ -146,7 +146,8 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     @takes_no_body
     def retry(self, request, pk=None):
-        """Send a failed delivery again (attempts start over, same idempotency key)."""
+        """Send a failed delivery again: a new round of attempts, counted on from the earlier ones (the
+        log keeps them and marks the retry), with the same idempotency key."""
         row = services.delivery_retry(delivery=self.get_object(), actor=request.user)
         return Response(s.DeliverySerializer(row).data)
 
@@ -184,6 +185,17 @@ class ListEntryViewSet(
             entity=p.get("entity", "")[:200],
             include_inactive=p.get("include_inactive", "").lower() in ("1", "true", "yes"),
         )
+
+    @extend_schema(responses={201: s.ListEntrySerializer, 200: s.ListEntrySerializer})
+    def create(self, request, *args, **kwargs):
+        """Add an entry: 201. The entity already on this list (live): its expiry, action and reason
+        are updated, 200 with "updated": true. Already on the source's other list (live): 400 naming
+        that entry (field "kind"); remove it first."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        updated = serializer.instance.updated
+        return Response(serializer.data, status=status.HTTP_200_OK if updated else status.HTTP_201_CREATED)
 
     def perform_create(self, serializer):
         v = serializer.validated_data

@@ -134,7 +134,10 @@ class DecisionInSerializer(RefuseUnknownFields, serializers.Serializer):
     reason = serializers.CharField(max_length=32, help_text="an active reason code (GET /api/v1/reason-codes/)")
     note = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
     allowlist_entity = serializers.BooleanField(
-        required=False, default=False, help_text="overturn only: also put the event's entity on the source's allow list"
+        required=False,
+        default=False,
+        help_text="overturn only: also put the event's entity on the source's allow list for SECAI_ALLOWLIST_DAYS days "
+        "(90 by default): none of its events is actioned meanwhile",
     )
 
     def validate_reason(self, value: str) -> str:

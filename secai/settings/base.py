@@ -226,12 +226,18 @@ SECAI_SWEEP_AFTER_SECONDS = env_int("SECAI_SWEEP_AFTER_SECONDS", 30)
 SECAI_RETRAIN_AFTER_VERDICTS = env_int("SECAI_RETRAIN_AFTER_VERDICTS", 200)  # 0 turns it off
 SECAI_MIN_LABELS_PER_CLASS = env_int("SECAI_MIN_LABELS_PER_CLASS", 50)
 SECAI_MIN_PR_AUC = float(env_str("SECAI_MIN_PR_AUC", "0.5"))
+# A cold-start (unsupervised) model learns what ordinary looks like from the events themselves;
+# from a handful of events it learns nothing and would flag everything, so it waits for this many.
+SECAI_MIN_COLD_START_EVENTS = env_int("SECAI_MIN_COLD_START_EVENTS", 200)
 # Deliveries (actions, reversals, outbound events): first retry after BACKOFF seconds, doubling up
 # to BACKOFF_MAX; a worker holds a delivery for LEASE seconds, after which another may send it.
 SECAI_DELIVERY_BACKOFF_SECONDS = float(env_str("SECAI_DELIVERY_BACKOFF_SECONDS", "10"))
 SECAI_DELIVERY_BACKOFF_MAX_SECONDS = float(env_str("SECAI_DELIVERY_BACKOFF_MAX_SECONDS", "3600"))
 SECAI_DELIVERY_LEASE_SECONDS = env_int("SECAI_DELIVERY_LEASE_SECONDS", 120)
 SECAI_ALLOWLIST_DAYS = env_int("SECAI_ALLOWLIST_DAYS", 90)  # expiry of an entry added by an overturn
+# One run of the deadline fallbacks (beat, every minute) works through every due item in chunks
+# until none is left or this many seconds have passed; the next run goes on from there.
+SECAI_DEADLINE_BUDGET_SECONDS = float(env_str("SECAI_DEADLINE_BUDGET_SECONDS", "45"))
 
 LOGGING = {
     "version": 1,

@@ -260,3 +260,106 @@ def test_policy_page_says_which_actions_run_before_review(client, source, carol,
     page = client.get(f"/sources/{source.name}/policy/").content.decode()
     assert "No action runs before a reviewer approves it." not in page
     assert "Executed at once, before review" in page and deny.label in page
+
+
+def test_allowlist_checkbox_names_the_entity_and_expiry_and_the_audit_records_both(client, alice, deny, make_item, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SECAI_ALLOWLIST_DAYS = 30
+    item = make_item(entity="vpn-gw-7")
+    review_services.review_item_claim(item=item, reviewer=alice)
+    client.login(username="alice", password=PASSWORD)
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    until = (timezone.now() + timedelta(days=30)).strftime("%Y-%m-%d")
+    label = page[page.index('id="id_allowlist_entity"') :][:400]
+    assert "vpn-gw-7" in label and "for 30 days" in label and until in label and "none of its events" in label
+    resp = client.post(
+        f"/items/{item.pk}/decide/", {"verdict": "overturn", "reason": "known_benign", "allowlist_entity": "on"}, follow=True
+    )
+    assert "on the allow list of" in resp.content.decode() and "for 30 days" in resp.content.decode()
+    entry = ListEntry.objects.get(entity="vpn-gw-7", kind="allow")
+    audit = AuditEntry.objects.get(verb="list.allow.add", object_id=str(entry.pk))
+    assert audit.actor_label == "alice" and audit.after["entity"] == "vpn-gw-7"
+    assert audit.after["expires_at"].startswith(until) and f"overturned item {item.pk}" in audit.after["reason"]
+
+
+def test_an_entity_cannot_be_on_both_lists_of_a_source(api, carol, source, deny):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    allow = api(carol).post(
+        "/api/v1/list-entries/", {"source": source.name, "kind": "allow", "entity": "10.0.0.7"}, format="json"
+    )
+    assert allow.status_code == 201 and allow.json()["updated"] is False
+    block = api(carol).post(
+        "/api/v1/list-entries/", {"source": source.name, "kind": "block", "entity": "10.0.0.7"}, format="json"
+    )
+    assert block.status_code == 400
+    (error,) = block.json()["errors"]
+    assert (
+        error["field"] == "kind" and f"already on the allow list of {source.name} (entry {allow.json()['id']}" in error["message"]
+    )
+    assert list(ListEntry.objects.values_list("kind", flat=True)) == ["allow"]
+    # Once the allow entry has expired, the block entry is accepted.
+    ListEntry.objects.filter(pk=allow.json()["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    again = api(carol).post(
+        "/api/v1/list-entries/", {"source": source.name, "kind": "block", "entity": "10.0.0.7"}, format="json"
+    )
+    assert again.status_code == 201, again.content
+
+
+def test_posting_a_listed_entity_again_updates_its_entry_with_200_and_audits_it(api, carol, source):
+    first = api(carol).post(
+        "/api/v1/list-entries/",
+        {"source": source.name, "kind": "allow", "entity": "scanner-1", "reason": "weekly scan"},
+        format="json",
+    )
+    assert first.status_code == 201
+    second = api(carol).post(
+        "/api/v1/list-entries/",
+        {
+            "source": source.name,
+            "kind": "allow",
+            "entity": "scanner-1",
+            "reason": "daily scan",
+            "expires_at": "2099-01-01T00:00:00Z",
+        },
+        format="json",
+    )
+    assert second.status_code == 200 and second.json()["updated"] is True and second.json()["id"] == first.json()["id"]
+    assert ListEntry.objects.get().reason == "daily scan"
+    audit = AuditEntry.objects.get(verb="list.allow.update")
+    assert audit.before["reason"] == "weekly scan" and audit.before["expires_at"] is None
+    assert audit.after["reason"] == "daily scan" and audit.after["expires_at"].startswith("2099-01-01")
+    assert AuditEntry.objects.filter(verb="list.allow.add").count() == 1
+
+
+def test_console_list_form_refuses_the_other_list_and_says_when_it_updated(client, carol, source):
+    client.login(username="carol", password=PASSWORD)
+    form = {"source": source.name, "kind": "allow", "entity": "vpn-gw-7", "reason": "known gateway"}
+    assert client.post("/actions/lists/", form).status_code == 302
+    again = client.post("/actions/lists/", {**form, "reason": "still known"}, follow=True).content.decode()
+    assert "was already on the allow list" in again and "its entry is updated" in again
+    refused = client.post("/actions/lists/", {**form, "kind": "block"})
+    assert refused.status_code == 200
+    page = refused.content.decode()
+    entry = ListEntry.objects.get()
+    assert f"vpn-gw-7 is already on the allow list of {source.name} (entry {entry.pk}" in page
+    assert ListEntry.objects.count() == 1
+
+
+def test_overturn_cannot_allowlist_a_blocklisted_entity(deny, make_item, alice, carol, source):
+    from actions import services
+
+    services.list_entry_add(source=source, kind="block", entity="laptop-12", actor=carol)
+    item = make_item(entity="laptop-12")
+    with pytest.raises(review_services.ServiceError, match="already on the block list") as caught:
+        review_services.verdict_submit(
+            item=item, reviewer=alice, verdict="overturn", reason="known_benign", allowlist_entity=True
+        )
+    assert caught.value.field == "allowlist_entity"
+    item.refresh_from_db()
+    assert item.state != "decided" and not ListEntry.objects.filter(kind="allow").exists()

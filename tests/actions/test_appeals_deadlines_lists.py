@@ -316,3 +316,82 @@ def test_undoing_the_appeal_verdict_reopens_the_appeal(deny, make_item, receiver
     appeal.refresh_from_db()
     assert appeal.state == "upheld" and appeal.final_verdict.verdict == "approve"
     assert [c.path for c in receiver.calls] == ["/act"]
+
+
+def _backlog(make_item, n: int, *, action: str = "deny", minutes_old: int = 10) -> list[int]:
+    ids = [make_item(entity=f"e{i}", action=action).pk for i in range(n)]
+    ReviewItem.objects.filter(pk__in=ids).update(created_at=timezone.now() - timedelta(minutes=minutes_old))
+    return ids
+
+
+def test_one_run_takes_the_whole_backlog_in_chunks_not_one_chunk_a_minute(deny, make_item, carol):
+    services.action_type_save(actor=carol, action_type=deny, deadline_minutes=1, deadline_fallback="escalate")
+    _backlog(make_item, 250)
+    assert services.deadlines_apply(chunk=100) == 250
+    assert ReviewItem.objects.filter(state="escalated").count() == 250
+    assert AuditEntry.objects.filter(verb="item.deadline").count() == 250
+    assert services.deadlines_apply(chunk=100) == 0
+
+
+def test_a_spent_time_budget_stops_the_run_and_the_next_run_goes_on(deny, make_item, carol):
+    services.action_type_save(actor=carol, action_type=deny, deadline_minutes=1, deadline_fallback="escalate")
+    _backlog(make_item, 30)
+    assert services.deadlines_apply(chunk=10, budget_seconds=0) == 0
+    assert ReviewItem.objects.filter(state="open").count() == 30
+    assert services.deadlines_apply(chunk=10) == 30
+
+
+def test_one_actions_backlog_does_not_hold_back_anothers_due_items(source, deny, make_item, carol):
+    block = ActionType.objects.get(source=source, name="block")
+    services.action_type_save(actor=carol, action_type=deny, deadline_minutes=1, deadline_fallback="escalate")
+    services.action_type_save(actor=carol, action_type=block, deadline_minutes=1, deadline_fallback="escalate")
+    _backlog(make_item, 40, action="deny", minutes_old=60)
+    (due,) = _backlog(make_item, 1, action="block", minutes_old=2)
+    # Chunks go round the action types, so the block item is not queued behind deny's backlog.
+    assert services.deadlines_apply(chunk=10, budget_seconds=30) == 41
+    assert ReviewItem.objects.get(pk=due).state == "escalated"
+
+
+def test_saving_a_deadline_reports_and_audits_the_backlog_it_takes(api, deny, make_item, carol):
+    _backlog(make_item, 3)
+    make_item(entity="young")
+    resp = api(carol).patch(
+        f"/api/v1/action-types/{deny.pk}/", {"deadline_minutes": 5, "deadline_fallback": "escalate"}, format="json"
+    )
+    assert resp.status_code == 200 and resp.json()["items_past_deadline"] == 3
+    audit = AuditEntry.objects.filter(verb="action_type.save").latest("id")
+    assert audit.after["items_past_deadline"] == 3 and audit.after["deadline_minutes"] == 5
+    assert api(carol).get(f"/api/v1/action-types/{deny.pk}/").json()["items_past_deadline"] == 3
+    services.deadlines_apply()
+    assert api(carol).get(f"/api/v1/action-types/{deny.pk}/").json()["items_past_deadline"] == 0
+
+
+def test_console_asks_before_a_deadline_that_takes_open_items(client, deny, make_item, carol):
+    from tests.conftest import PASSWORD
+
+    _backlog(make_item, 3)
+    client.login(username="carol", password=PASSWORD)
+    form = {
+        "label": deny.label,
+        "severity": deny.severity,
+        "executor": deny.executor_id or "",
+        "mode": deny.mode,
+        "deadline_minutes": 1,
+        "deadline_fallback": "apply_default",
+        "deadline_verdict": "overturn",
+    }
+    ask = client.post(f"/actions/types/{deny.pk}/", form)
+    page = ask.content.decode()
+    assert ask.status_code == 200 and "3 open items are already older than 1 minute" in page
+    assert 'gives all of them the default verdict "overturn"' in page and 'name="confirm_deadline" value="3"' in page
+    deny.refresh_from_db()
+    assert deny.deadline_fallback == "wait" and not AuditEntry.objects.filter(verb="action_type.save").exists()
+    # A confirmation of another count (the backlog grew meanwhile) asks again.
+    _backlog(make_item, 1)
+    assert client.post(f"/actions/types/{deny.pk}/", {**form, "confirm_deadline": "3"}).status_code == 200
+    done = client.post(f"/actions/types/{deny.pk}/", {**form, "confirm_deadline": "4"})
+    assert done.status_code == 302
+    deny.refresh_from_db()
+    assert (deny.deadline_minutes, deny.deadline_fallback) == (1, "apply_default")
+    assert AuditEntry.objects.get(verb="action_type.save").after["items_past_deadline"] == 4
+    assert "4 open items are past" in client.get(f"/actions/types/{deny.pk}/").content.decode()

@@ -104,9 +104,17 @@ def test_retry_button_service_sends_a_failed_delivery_again(deny, make_item, rec
     for _ in range(3):
         send(row)
     row = services.delivery_retry(delivery=row, actor=carol)
-    assert row.state == "pending" and row.attempts == 0
+    # The count goes on (3 failed, the retry's budget on top), so the history stays visible.
+    assert row.state == "pending" and row.attempts == 3 and row.max_attempts == 6 and row.retries == 1
     assert send(row) == "delivered"
-    assert receiver.applied == {row.idempotency_key: 1} and len(receiver.calls_for(row.idempotency_key)) == 4
+    calls = receiver.calls_for(row.idempotency_key)
+    assert receiver.applied == {row.idempotency_key: 1} and len(calls) == 4
+    assert [c.attempt for c in calls] == [1, 2, 3, 4] and {c.key for c in calls} == {row.idempotency_key}
+    row.refresh_from_db()
+    assert row.attempts == 4 and [e.get("status") for e in row.log] == [503, 503, 503, None, 200]
+    assert row.log[3]["retry_by"] == "carol" and row.log[3]["attempt"] == 3
+    audit = AuditEntry.objects.get(verb="delivery.retry", object_id=str(row.pk))
+    assert audit.before["attempts"] == 3 and audit.after == {"max_attempts": 6, "retries": 1}
     with pytest.raises(review_services.ItemConflict, match="only a failed delivery"):
         services.delivery_retry(delivery=row, actor=carol)
 

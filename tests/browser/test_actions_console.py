@@ -50,10 +50,12 @@ def test_overturn_with_the_allow_list_checkbox(source, alice, login):
     page = login(alice)
     page.goto(item_url(item.pk))
     fill_decision(page, verdict="Overturn", reason="known benign activity")
+    label = page.locator("label:has(#id_allowlist_entity)").inner_text()
+    assert "put backup-server-3 on the allow list" in label and "for 90 days, until" in label
     page.locator("#id_allowlist_entity").check()
     with page.expect_navigation():
         page.get_by_role("button", name="Submit and take next").click()
-    assert f"backup-server-3 is on the allow list of {source.name}." in messages_of(page, "success")
+    assert f"backup-server-3 is on the allow list of {source.name} for 90 days." in messages_of(page, "success")
     entry = ListEntry.objects.get(kind="allow")
     assert entry.entity == "backup-server-3" and entry.created_by == "alice" and entry.expires_at is not None
     assert Verdict.objects.get(item=item).verdict == "overturn"
@@ -92,6 +94,9 @@ def test_retry_button_sends_a_failed_action_again(source, alice, carol, login):
         row.refresh_from_db()
         assert row.state == "delivered" and receiver.applied == {row.idempotency_key: 1}
         assert [c.key for c in receiver.calls] == [row.idempotency_key] * 3
+        # The attempt count goes on after the retry: the receiver and the log see attempt 3.
+        assert [c.attempt for c in receiver.calls] == [1, 2, 3]
+        assert page.locator(f"#delivery-{row.pk} .attempts").inner_text() == "3 / 4 (retried 1×)"
 
         page.goto(item_url(item.pk))
         assert "delivered" in page.locator("#actions-card").inner_text()

@@ -102,6 +102,7 @@ def test_console_form_saves_and_shows_errors(client, carol):
     assert page.status_code == 200 and b"installation defaults" in page.content
     form = {
         "min_labels_per_class": 10,
+        "min_cold_start_events": 300,
         "min_pr_auc": 0.6,
         "max_fpr_at_threshold": 0.2,
         "retrain_after_verdicts": 100,
@@ -118,6 +119,7 @@ def test_console_form_saves_and_shows_errors(client, carol):
     resp = client.post("/models/sources/toy/settings/", form)
     assert resp.status_code == 302
     learning = LearningSettings.objects.get(source=source)
+    assert learning.min_cold_start_events == 300
     assert learning.max_fpr_at_threshold == 0.2 and learning.propose_only and learning.propose_only_reason == "set by carol"
     saved = client.get("/models/sources/toy/settings/").content.decode()
     assert "retrain source toy" in saved and "propose-only" in saved and "installation defaults" not in saved
@@ -161,3 +163,10 @@ def test_only_admins_see_or_change_settings(client, api, request, persona):
     assert api(user).get("/api/v1/sources/toy/learning/").status_code == expected
     assert api(user).patch("/api/v1/sources/toy/learning/", {"min_labels_per_class": 1}, format="json").status_code == expected
     assert not LearningSettings.objects.exists()
+
+
+def test_schedule_help_text_states_the_hourly_rule_before_it_is_enforced(client, carol):
+    toy_source()
+    login(client, carol)
+    page = client.get("/models/sources/toy/settings/").content.decode()
+    assert "at most one run an hour" in page and "*/30" in page

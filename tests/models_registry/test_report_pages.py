@@ -121,3 +121,47 @@ def test_api_list_leaves_out_curves_that_the_detail_has(api, alice, reported):
     detail = api(alice).get(f"/api/v1/models/{reported.pk}/").json()
     assert set(detail["validation_report"]["curves"]) == {"candidate", "champion"}
     assert detail["history"][0]["by"] == "carol"
+
+
+def test_promoting_a_gate_rejected_model_asks_first_and_both_reasons_stay_shown(client, carol):
+    from models_registry.models import ModelVersion
+    from reviews.models import AuditEntry
+
+    source = toy_source()
+    fake_model(source, version=1, status="champion", report={"decision": "promote", "reason": "cold start"})
+    gate = "significantly worse PR AUC than the champion: 0.61 vs 0.74 (p=0.003)"
+    model = fake_model(source, version=2, status="rejected", status_reason=gate, report={"decision": "reject", "reason": gate})
+    login(client, carol)
+    listed = client.get("/models/").content.decode()
+    assert gate in listed
+
+    # The first post only asks: it names the gate's decision and reason, and nothing changes yet.
+    ask = client.post(f"/models/{model.pk}/promote/", {"reason": "new traffic pattern, checked by hand"})
+    page = ask.content.decode()
+    assert ask.status_code == 200 and "The validation gate rejected this model" in page and gate in page
+    assert 'name="over_gate" value="yes"' in page and "new traffic pattern, checked by hand" in page
+    model.refresh_from_db()
+    assert model.status == "rejected" and not AuditEntry.objects.filter(verb="model.promote").exists()
+
+    done = client.post(f"/models/{model.pk}/promote/", {"reason": "new traffic pattern, checked by hand", "over_gate": "yes"})
+    assert done.status_code == 302
+    model.refresh_from_db()
+    assert model.status == "champion" and model.promoted_by == "carol"
+    # The models list and the report show the gate's reason and the admin's, each for what it is.
+    listed = client.get("/models/").content.decode()
+    row = listed[listed.index(f'href="/models/{model.pk}/report/" title') :][:3000]
+    assert "reject</strong>: " + gate in row.replace("&gt;", ">")
+    assert "promoted by carol over the gate</strong>: new traffic pattern, checked by hand" in row
+    report = client.get(f"/models/{model.pk}/report/").content.decode()
+    assert "Gate decision: reject" in report and gate in report
+    assert "Promoted by carol over the gate" in report and "new traffic pattern, checked by hand" in report
+    assert ModelVersion.objects.get(source=source, version=1).status == "retired"
+
+
+def test_promoting_a_model_the_gate_did_not_reject_needs_no_extra_step(client, carol):
+    source = toy_source()
+    model = fake_model(source, version=1, status="candidate", report={"decision": "promote", "reason": "cold start"})
+    login(client, carol)
+    assert client.post(f"/models/{model.pk}/promote/", {"reason": "go"}).status_code == 302
+    model.refresh_from_db()
+    assert model.status == "champion"

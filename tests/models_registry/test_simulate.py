@@ -30,7 +30,8 @@ def _slice(source: Path, target: Path, start: int, count: int) -> Path:
 
 def test_simulation_learns_from_verdicts_and_switches_to_the_supervised_model(tmp_path):
     # 80 labelled rows are fewer than the 50 per class supervised training needs, so the source
-    # starts with an IsolationForest; the reviewers' verdicts then make a supervised model possible.
+    # starts with an IsolationForest (allowed from 50 events in this run; the default minimum is
+    # 200); the reviewers' verdicts then make a supervised model possible.
     history = _slice(NSL_HISTORY, tmp_path / "history.csv.gz", 10_000, 80)
     stream = _slice(NSL_HISTORY, tmp_path / "stream.csv.gz", 0, 1600)
     test = _slice(NSL_LIVE, tmp_path / "test.csv.gz", 0, 300)
@@ -49,6 +50,7 @@ def test_simulation_learns_from_verdicts_and_switches_to_the_supervised_model(tm
         reviews_per_cycle=150,
         reviewer_error=0.05,
         min_labels_per_class=50,
+        min_cold_start_events=50,
         audit_rate=0.05,
         out=out,
         stdout=stdout,

@@ -40,8 +40,37 @@ def test_one_class_labels_mean_cold_start_with_the_reason_stated(small_minimum):
     assert [h["status"] for h in model.history] == ["training", "candidate", "champion"]
 
 
+def test_a_cold_start_from_too_few_events_is_refused_and_nothing_is_promoted(settings):
+    # One event: IsolationForest would score everything about the same, at the review threshold,
+    # and queue the whole stream.
+    assert settings.SECAI_MIN_COLD_START_EVENTS == 200
+    source = toy_source()
+    toy_events(source, 1, origin=None)
+    model = train(source)
+    assert model.status == "rejected"
+    assert "too few events for a cold start" in model.status_reason
+    assert "has 1 event, an unsupervised model needs at least 200" in model.status_reason
+    assert "no labels in the training part" in model.status_reason
+    assert model.training_manifest["mode"] == "refused"
+    assert selectors.champion_of(source=source) is None and not model.artifact_path
+
+
+def test_the_cold_start_minimum_is_set_per_source_by_an_admin(api, carol):
+    source = toy_source()
+    toy_events(source, 199, origin=None)
+    assert train(source).status == "rejected"
+    bad = api(carol).patch("/api/v1/sources/toy/learning/", {"min_cold_start_events": 0}, format="json")
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "min_cold_start_events"
+    ok = api(carol).patch("/api/v1/sources/toy/learning/", {"min_cold_start_events": 150}, format="json")
+    assert ok.status_code == 200 and ok.json()["min_cold_start_events"] == 150
+    model = train(source)
+    assert model.status == "champion" and model.algorithm == "isolation_forest"
+    assert model.training_manifest["train_rows"] == 199
+
+
 def test_too_few_labels_of_a_class_is_explained(settings):
     settings.SECAI_MIN_LABELS_PER_CLASS = 50
+    settings.SECAI_MIN_COLD_START_EVENTS = 150  # this source has 150 events
     source = toy_source()
     toy_events(source, 150)
     model = train(source)

@@ -69,6 +69,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--min-labels-per-class", type=int, help="SECAI_MIN_LABELS_PER_CLASS for this run (default: the installation's)"
         )
+        parser.add_argument(
+            "--min-cold-start-events",
+            type=int,
+            help="SECAI_MIN_COLD_START_EVENTS for this run (default: the installation's)",
+        )
         parser.add_argument("--ignore-columns", default="", help="comma-separated columns that are not attributes")
         parser.add_argument("--entity-columns", default="", help="comma-separated columns joined into the entity")
         parser.add_argument("--seed", type=int, default=0, help="seed of the reviewers' mistakes")
@@ -107,6 +112,7 @@ class Command(BaseCommand):
             audit_rate=opts["audit_rate"],
             audit_share=opts["audit_share"],
             min_labels_per_class=opts["min_labels_per_class"],
+            min_cold_start_events=opts["min_cold_start_events"],
             seed=opts["seed"],
             batch=opts["batch"],
             worker_concurrency=opts["worker_concurrency"],
@@ -182,6 +188,8 @@ class Command(BaseCommand):
         }
         if config.min_labels_per_class is not None:
             env["SECAI_MIN_LABELS_PER_CLASS"] = str(config.min_labels_per_class)
+        if config.min_cold_start_events is not None:
+            env["SECAI_MIN_COLD_START_EVENTS"] = str(config.min_cold_start_events)
         return env
 
     def _run(self, config_path: Path) -> None:
