@@ -471,7 +471,6 @@ def _events_write_scores(rows: list[tuple[int, float, str, str]], *, model_versi
              RETURNING e.id
                 """,
                 [model_version_id, scored_at, ids, scores, statuses, actions, EventStatus.RECEIVED.value],
-                binary=True,  # numbers as 8 bytes each, not decimal text
             )
             return {row[0] for row in cursor.fetchall()}
     shared: dict[tuple[str, str], list[int]] = {}
