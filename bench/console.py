@@ -115,6 +115,20 @@ def main() -> int:
 
     client = Client()
     client.force_login(reviewer)
+    api = Client()
+    api.force_login(other)
+
+    def checked(result, release=None):
+        """The response of a page or API call must be a success; release= puts back what it claimed."""
+        responses = result if isinstance(result, tuple) else (result,)
+        for response in responses:
+            status = getattr(response, "status_code", 200)
+            if status not in (200, 204):
+                raise SystemExit(f"console benchmark: {getattr(response, 'request', {}).get('PATH_INFO')} answered {status}")
+        if release is not None:
+            ReviewItem.objects.filter(claimed_by=release).update(state="open", claimed_by=None, claim_expires_at=None)
+        return result
+
     from reviews.models import ReviewItem
 
     open_ids = list(ReviewItem.objects.filter(state="open").order_by("?").values_list("id", flat=True)[:ROUNDS])
@@ -127,7 +141,7 @@ def main() -> int:
         resp = client.get(f"/?after={deep_cursor}")
 
     def measure(name: str, fn) -> tuple[str, float, float, float, int]:
-        fn()  # warm
+        checked(fn())  # warm, and a page that answers an error is not a figure
         times = []
         with CaptureQueriesContext(connection) as ctx:
             fn()
@@ -154,12 +168,6 @@ def main() -> int:
         item = services.review_item_claim_next(reviewer=reviewer)
         services.review_item_release(item=item, reviewer=reviewer)
 
-    def claim_next_only():
-        from reviews import services
-
-        services.review_item_claim_next(reviewer=other)
-        ReviewItem.objects.filter(claimed_by=other).update(state="open", claimed_by=None, claim_expires_at=None)
-
     results.append(measure("claim-next (service, incl. release)", claim_and_release))
 
     def skip_and_take_next():
@@ -177,7 +185,7 @@ def main() -> int:
     results.append(
         measure(
             "claim-next via POST /api/v1/review-items/claim-next/",
-            lambda: (client.post("/api/v1/review-items/claim-next/"), claim_next_only()),
+            lambda: checked(api.post("/api/v1/review-items/claim-next/", content_type="application/json"), release=other),
         )
     )
 
