@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # The six performance figures of issue 6 next to their raw limits (PostgreSQL, Redis, gunicorn and
-# real Celery workers; about 15-20 minutes on 2 cores). ONLY=scoring,latency runs a subset;
+# real Celery workers; 8 to 20 minutes on 2 cores). ONLY=scoring,latency runs a subset;
 # SECAI_BENCH_EVENTS=200000 shrinks the worker-memory run (default a million). README: "Measured performance".
 bench: install
 	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
