@@ -393,6 +393,7 @@ def _process_backends(db_name: str) -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a fresh view even inside a transaction
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s", [db_name, PROCESS_APPNAME]
         )

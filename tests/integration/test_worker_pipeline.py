@@ -341,19 +341,30 @@ def test_pool_process_killed_mid_task_gets_its_message_redelivered(
 ):
     """acks_late + reject_on_worker_lost: when only the pool process running a task dies, the main
     process puts the message back on the queue and the task runs again, with no sweeper."""
-    settings.SECAI_SCORE_BATCH = 1000  # a task of seconds (model load + 1,000 rows), so the kill lands inside it
+    settings.SECAI_SCORE_BATCH = 1000
     champion = champion_of(trained_source)
     policy = Policy.objects.get(source=trained_source)
-    worker = secai_worker(concurrency=1)
     ids = post_events(live_server.url, nsl_client, [r for r, _ in nsl_events(NSL_LIVE, 2000, prefix="child")])
-
-    victim = wait_until(
-        lambda: worker.received(SCORE), timeout=30, interval=0.02, what="the first scoring task", on_timeout=worker.log_tail
-    )[0]
-    time.sleep(0.5)
-    (child,) = worker.pool_pids()
-    os.kill(child, signal.SIGKILL)
-    assert victim not in worker.succeeded(SCORE), "the kill came after the task had finished"
+    # Review-item inserts are held back by a table lock before the worker starts, so its first task
+    # (the batch flags some of its 1,000 events) waits inside its write transaction, and the kill
+    # lands inside the task however fast the machine scores.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {ReviewItem._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+        worker = secai_worker(concurrency=1)
+        victim = wait_until(
+            lambda: worker.received(SCORE), timeout=30, interval=0.02, what="the first scoring task", on_timeout=worker.log_tail
+        )[0]
+        wait_until(
+            lambda: _backends_waiting_for_a_lock() > 0,
+            timeout=60,
+            interval=0.05,
+            what="the first task blocked inside its write transaction",
+            on_timeout=worker.log_tail,
+        )
+        (child,) = worker.pool_pids()
+        os.kill(child, signal.SIGKILL)
+        assert victim not in worker.succeeded(SCORE), "the kill came after the task had finished"
+    # The lock is released: the killed process's session finds its client gone and rolls back.
 
     wait_all_scored(ids, [worker])
     runs = wait_task_runs(worker, SCORE, 2)
@@ -368,6 +379,10 @@ def test_pool_process_killed_mid_task_gets_its_message_redelivered(
 
 def _backends_waiting_for_a_lock() -> int:
     with connection.cursor() as cursor:
+        # Inside a transaction PostgreSQL serves pg_stat_activity from a snapshot taken at its first
+        # read; without clearing it, a caller polling from inside its own transaction (as the
+        # tests do while they hold a lock) would see the first answer forever.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'", [PROCESS_APPNAME]
         )
