@@ -3,6 +3,7 @@ renderer cannot take back, and a middleware that keeps /api/ errors in the API's
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -43,17 +44,48 @@ def _find_bad_unicode(value: Any, path: str = "") -> str | None:
     return None
 
 
+class _NonFinite:
+    """Stands for a NaN or Infinity literal while the body is read again to say where it is."""
+
+    def __init__(self, literal: str):
+        self.literal = literal
+
+
+def _find_non_finite(value: Any, path: str = "") -> tuple[str, str] | None:
+    if isinstance(value, _NonFinite):
+        return path or "body", value.literal
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_non_finite(item, f"{path}.{clean_text(str(key))}" if path else clean_text(str(key)))
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_non_finite(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 class StrictJSONParser(JSONParser):
     """JSON that the database and the renderer can take back: strings must be valid Unicode (no
-    lone surrogates, which JSON escapes allow) and nesting must stay within Python's limits."""
+    lone surrogates, which JSON escapes allow), no NaN or Infinity (not JSON, though Python's
+    reader takes them), and nesting within Python's limits. A refusal names where it is, e.g.
+    events[3].attributes.bytes."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         from rest_framework.exceptions import ParseError
 
+        body = stream.read() if stream is not None else b""
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply") from exc
+        except ParseError:
+            where = self._non_finite_at(body, parser_context)
+            if where is None:
+                raise
+            raise ParseError(f"{where[1]} at {where[0]} is not a number: JSON has no NaN or Infinity") from None
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -62,6 +94,14 @@ class StrictJSONParser(JSONParser):
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply") from exc
         return data
+
+    @staticmethod
+    def _non_finite_at(body: bytes, parser_context) -> tuple[str, str] | None:
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            return _find_non_finite(json.loads(body.decode(encoding), parse_constant=_NonFinite))
+        except (ValueError, RecursionError):
+            return None
 
 
 # How long a client should wait before retrying while the database is unreachable; a restart
