@@ -82,10 +82,20 @@ def bin_labels(ref: dict[str, Any]) -> list[str]:
     edges = ref["edges"]
     if not edges:
         return ["all", MISSING]
-    labels = [f"<= {edges[0]:.4g}"]
-    labels += [f"({lo:.4g}, {hi:.4g}]" for lo, hi in zip(edges, edges[1:], strict=False)]
-    labels.append(f"> {edges[-1]:.4g}")
+    digits = edge_digits(edges)
+    labels = [f"<= {edges[0]:.{digits}g}"]
+    labels += [f"({lo:.{digits}g}, {hi:.{digits}g}]" for lo, hi in zip(edges, edges[1:], strict=False)]
+    labels.append(f"> {edges[-1]:.{digits}g}")
     return [*labels, MISSING]
+
+
+def edge_digits(edges: list[float], least: int = 4) -> int:
+    """The fewest significant digits (at least `least`) that print every edge distinctly: edges
+    crowded near 1 (scores of 0.99987 and 0.99994) would otherwise all read 1."""
+    for digits in range(least, 18):
+        if len({f"{e:.{digits}g}" for e in edges}) == len(edges):
+            return digits
+    return 17
 
 
 def reference_build(

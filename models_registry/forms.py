@@ -6,6 +6,7 @@ from django import forms
 
 from models_registry.models import LearningSettings
 from models_registry.services import LEARNING_FIELDS, cron_parse
+from models_registry.tuning import MAX_COST
 from reviews.services import ServiceError
 
 ACTION_FIELDS = ("step_up", "deny", "block")
@@ -56,13 +57,17 @@ class TuningForm(forms.Form):
 
     days = forms.IntegerField(min_value=1, max_value=90, initial=30, help_text="recent events to learn from and preview")
     goal = forms.ChoiceField(choices=GOALS, initial="cost")
-    cost_missed = forms.FloatField(min_value=0, required=False, initial=100, label="cost of a missed threat")
+    cost_missed = forms.FloatField(min_value=0, max_value=MAX_COST, required=False, initial=100, label="cost of a missed threat")
     cost_review = forms.FloatField(
-        min_value=0, required=False, initial=1, label="cost of a benign event queued for review (reviewer time)"
+        min_value=0,
+        max_value=MAX_COST,
+        required=False,
+        initial=1,
+        label="cost of a benign event queued for review (reviewer time)",
     )
-    cost_step_up = forms.FloatField(min_value=0, required=False, label="cost of a needless step-up")
-    cost_deny = forms.FloatField(min_value=0, required=False, label="cost of a wrong deny")
-    cost_block = forms.FloatField(min_value=0, required=False, label="cost of a wrong block")
+    cost_step_up = forms.FloatField(min_value=0, max_value=MAX_COST, required=False, label="cost of a needless step-up")
+    cost_deny = forms.FloatField(min_value=0, max_value=MAX_COST, required=False, label="cost of a wrong deny")
+    cost_block = forms.FloatField(min_value=0, max_value=MAX_COST, required=False, label="cost of a wrong block")
     target_recall = forms.FloatField(
         min_value=0, max_value=1, required=False, label="share of threats the review threshold must catch"
     )

@@ -147,7 +147,16 @@ def monitoring_snapshot_create(*, source: Source, now: datetime | None = None) -
     below = selectors.below_threshold_count(source=source, since=since, threshold=policy.review_threshold)
     missed = missed_threat_estimate(sampled=sampled, threats=threats, below_threshold=below, days=days)
     if sampled == 0:
-        notes.append("no audit samples decided in the window: set an audit sample rate to estimate missed threats")
+        waiting = selectors.audit_samples_undecided(source=source, since=since)
+        if waiting:
+            notes.append(f"{waiting} audit samples wait for a decision: missed threats are estimated once they are decided")
+        elif policy.audit_sample_rate <= 0:
+            notes.append("no audit samples decided in the window: set an audit sample rate to estimate missed threats")
+        else:
+            notes.append(
+                f"no audit samples were drawn in the window (audit sample rate {policy.audit_sample_rate:g}): "
+                "missed threats are estimated once some are decided"
+            )
     attribute_psi = drift_result["attribute_psi"] if drift_result else {}
     score_psi = drift_result["score_psi"] if drift_result else None
     alerts = alerts_for(

@@ -250,7 +250,7 @@ def monitoring_attributes(attribute_psi: dict[str, float], limit: float, top: in
 def monitoring_scores(score_bins: dict[str, Any]) -> bytes:
     if not score_bins:
         return _empty("No score distribution yet.")
-    labels = [safe_text(x, 18) for x in score_bins["labels"]]
+    labels = [safe_text(x, 40) for x in score_bins["labels"]]
     with _figure(6, 3) as fig:
         ax = fig.subplots()
         xs = range(len(labels))

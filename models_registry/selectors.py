@@ -12,8 +12,8 @@ from django.db.models.functions import TruncDate
 
 from models_registry.choices import ModelStatus
 from models_registry.models import LearningSettings, ModelVersion, MonitoringSnapshot
-from reviews.choices import EventStatus, ItemKind, LabelOrigin, VerdictChoice
-from reviews.models import Event, Label, Source, Verdict
+from reviews.choices import EventStatus, ItemKind, LabelOrigin, ReviewState, VerdictChoice
+from reviews.models import Event, Label, ReviewItem, Source, Verdict
 
 # Labels that set the time split between fitted and held-out rows. Audit-sample labels follow the
 # same time cut but do not move it: they are fitted when older than the held-out period and held
@@ -141,6 +141,16 @@ def audit_sample_counts(*, source: Source, since: datetime) -> tuple[int, int]:
         n=Count("id"), threats=Count("id", filter=Q(is_threat=True))
     )
     return agg["n"], agg["threats"]
+
+
+def audit_samples_undecided(*, source: Source, since: datetime | None = None) -> int:
+    """Audit-sample review items of a source still waiting for a decision (opened since a time, if given)."""
+    qs = ReviewItem.objects.filter(source=source, kind=ItemKind.AUDIT_SAMPLE).exclude(
+        state__in=[ReviewState.DECIDED, ReviewState.EXPIRED]
+    )
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    return qs.count()
 
 
 def below_threshold_count(*, source: Source, since: datetime, threshold: float) -> int:

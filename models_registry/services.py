@@ -681,17 +681,22 @@ def source_propose_only(*, source: Source, reason: str, actor=None, actor_label:
 # ---------------------------------------------------------------- thresholds
 
 
-def thresholds_apply(*, source: Source, actor, review_threshold: float, thresholds: list[dict], basis: dict[str, Any]) -> Policy:
+def thresholds_apply(
+    *,
+    source: Source,
+    actor,
+    review_threshold: float,
+    thresholds: list[dict],
+    basis: dict[str, Any],
+    four_eyes_actions: list[str] | None = None,
+) -> Policy:
     """Apply thresholds chosen on the tuning page through the policy service (which audits the
-    change) and record what they were based on (costs or targets, period, estimates)."""
+    change) and record what they were based on (costs or targets, period, estimates). The actions
+    needing a second opinion change only when given."""
+    changes: dict[str, Any] = {"review_threshold": review_threshold, "thresholds": thresholds}
+    if four_eyes_actions is not None:
+        changes["four_eyes_actions"] = list(four_eyes_actions)
     with transaction.atomic():
-        policy = policy_update(
-            policy=Policy.objects.get(source=source), actor=actor, review_threshold=review_threshold, thresholds=thresholds
-        )
-        audit_record(
-            actor=actor,
-            verb="policy.tune",
-            obj=policy,
-            after={"review_threshold": review_threshold, "thresholds": thresholds, "basis": basis},
-        )
+        policy = policy_update(policy=Policy.objects.get(source=source), actor=actor, **changes)
+        audit_record(actor=actor, verb="policy.tune", obj=policy, after={**changes, "basis": basis})
     return policy

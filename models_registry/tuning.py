@@ -30,6 +30,10 @@ STEP = 0.005
 ACTIONS = [Action.STEP_UP.value, Action.DENY.value, Action.BLOCK.value]  # in increasing severity
 MAX_EVENTS = 50_000
 MIN_LABELS = 20
+# Labelled events (decided audit samples) under the review threshold needed before anything is
+# recommended: without them the share of threats there is a guess, not an estimate.
+MIN_LABELS_BELOW_REVIEW = 10
+MAX_COST = 1e6  # costs are relative weights; larger ones only overflow the sums
 MIN_PER_BIN = 20
 MAX_BINS = 40  # per side of the review threshold
 
@@ -219,13 +223,25 @@ def recommend(
     curves: dict[str, Any] = {"grid": GRID}
     notes: list[str] = []
     actions: dict[str, float | None] = {}
+    # Only the actions the policy uses are tuned: a cost or target for another one does not add it
+    # (keep=None, no policy to compare with, tunes every action given a cost or target).
+    tuned = [a for a in ACTIONS if keep is None or a in keep]
+    given_inputs = (costs if goal == "cost" else targets) or {}
+    for action in ACTIONS:
+        if action not in tuned and given_inputs.get(action) is not None:
+            notes.append(
+                f"{action} is not used by the policy: no threshold is recommended for it (add it on the policy page first)"
+            )
     if goal == "cost":
         costs = costs or {}
+        for key, value in costs.items():
+            if value is not None and not (0 <= float(value) <= MAX_COST):
+                raise ServiceError(f"costs must be between 0 and {MAX_COST:g}", field=f"cost_{key}")
         missed = float(costs.get("missed") or 0.0)
         if missed <= 0:
             raise ServiceError("give the cost of a missed threat", field="cost_missed")
         review, curves["review"] = recommend_by_cost(s, p, cost_fp=float(costs.get("review") or 0.0), cost_missed=missed)
-        for action in ACTIONS:
+        for action in tuned:
             if costs.get(action) is not None:
                 actions[action], curves[action] = recommend_by_cost(s, p, cost_fp=float(costs[action]), cost_missed=missed)
     elif goal == "targets":
@@ -237,7 +253,7 @@ def recommend(
         if found is None:
             raise ServiceError(f"no threshold catches {recall:.0%} of the expected threats", field="target_recall")
         review = found
-        for action in ACTIONS:
+        for action in tuned:
             target = targets.get(action)
             if target is not None:
                 t = recommend_by_precision(s, p, target)
@@ -253,8 +269,40 @@ def recommend(
             actions[action] = current
             if (given or {}).get(action) is None:
                 notes.append(f"{action} keeps its current threshold {current}: no {what} given")
+    # No threshold below the lowest labelled score: there the share of threats is not measured.
+    if len(data.labelled_scores):
+        floor = min(float(np.ceil(round(float(np.min(data.labelled_scores)) / STEP, 9)) * STEP), 1.0)
+        if review < floor:
+            notes.append(
+                f"review threshold raised from {review:.3f} to {floor:.3f}, the lowest score with labelled evidence "
+                "(below it the share of threats is not measured)"
+            )
+            review = round(floor, 3)
     review, ordered, order_notes = order_thresholds(review, actions)
     return {"review_threshold": review, "thresholds": ordered, "notes": notes + order_notes, "curves": curves}
+
+
+def _too_few_below(*, source: Source, policy: Policy, labels: int, below: int, since: datetime) -> str:
+    """Why nothing can be recommended when too few labelled events lie under the review threshold,
+    and what would give the evidence."""
+    t = f"{policy.review_threshold:g}"
+    head = (
+        f"No thresholds are recommended: {labels} labelled events, {below} of them scored below the review threshold {t}. "
+        f"Below {t} the share of threats is unmeasured, so neither a lower review threshold nor the threats the current "
+        f"one misses can be estimated; tuning needs at least {MIN_LABELS_BELOW_REVIEW} decided audit samples there."
+    )
+    if policy.audit_sample_rate <= 0:
+        return (
+            head
+            + " Set an audit sample rate above 0 in the learning settings so that reviewers see a random share of those events."
+        )
+    waiting = selectors.audit_samples_undecided(source=source, since=since)
+    if waiting:
+        return head + f" {waiting} audit samples wait for a decision: decide them (or wait for more verdicts), then tune again."
+    return (
+        head
+        + f" No audit samples are waiting (audit sample rate {policy.audit_sample_rate:g}): wait for more events to be sampled and decided."
+    )
 
 
 def tuning_data_build(*, source: Source, days: int, now: datetime | None = None, limit: int = MAX_EVENTS) -> TuningData:
@@ -308,12 +356,10 @@ def tuning_data_build(*, source: Source, days: int, now: datetime | None = None,
             f"tuning needs at least {MIN_LABELS} with both threats and benign events"
         )
     policy = Policy.objects.get(source=source)
+    below = int((scores[use] < policy.review_threshold).sum())
+    if below < MIN_LABELS_BELOW_REVIEW:
+        raise ServiceError(_too_few_below(source=source, policy=policy, labels=len(use), below=below, since=since))
     estimate = threat_probability(scores[use], y_all[use], split_at=policy.review_threshold)
-    if not (scores[use] < policy.review_threshold).any():
-        notes.append(
-            f"no labelled event scored below the review threshold {policy.review_threshold:g}: missed-threat figures "
-            "there are extrapolated; an audit sample rate above 0 measures them"
-        )
     if len(rows) < total:
         notes.append(f"the newest {len(rows)} of {total} events are used, each counting for {total / len(rows):.2f}")
     if per_day_days < days:

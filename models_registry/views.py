@@ -281,6 +281,7 @@ def tuning_page(request, name: str):
                 review_threshold=apply_form.cleaned_data["review_threshold"],
                 thresholds=apply_form.thresholds(),
                 basis=form.basis(),
+                four_eyes_actions=apply_form.cleaned_data["four_eyes_actions"] if "four_eyes_given" in request.POST else None,
             )
             messages.success(request, f"New thresholds of {source.name} applied. New scores use them.")
             return redirect("registry:tuning", name=name)
@@ -309,7 +310,10 @@ def tuning_page(request, name: str):
             data, rec = result["data"], result["recommended"]
             counts = tuning.expected_counts(data.scores, data.p)
             chosen = {"review": rec["review_threshold"], **rec["thresholds"]}
-            initial = {"review_threshold": rec["review_threshold"], **rec["thresholds"]}
+            # The second-opinion actions: the policy's, or those ticked in the preview form.
+            previewed = "custom" in result and "review_threshold" in request.GET
+            four_eyes = request.GET.getlist("four_eyes_actions") if previewed else list(policy.four_eyes_actions or [])
+            initial = {"review_threshold": rec["review_threshold"], **rec["thresholds"], "four_eyes_actions": four_eyes}
             context.update(
                 result=result,
                 data=data,
@@ -317,6 +321,7 @@ def tuning_page(request, name: str):
                 + ([("custom", "your thresholds", result["custom"])] if "custom" in result else []),
                 apply_form=PolicyForm(initial=initial, source=source),
                 hidden_inputs=[(k, v) for k, v in form.cleaned_data.items() if v is not None],
+                four_eyes=four_eyes,
                 plot_curves=plots.data_uri(plots.tuning_curves(ml.curves(data.labelled_y, data.labelled_scores, {}))),
                 plot_tradeoff=plots.data_uri(
                     plots.tuning_tradeoff(tuning.GRID, counts, data.per_day, policy.review_threshold, rec["review_threshold"])

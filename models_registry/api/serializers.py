@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from models_registry.models import LearningSettings, ModelVersion, MonitoringSnapshot
 from models_registry.services import LEARNING_FIELDS, cron_parse
+from models_registry.tuning import MAX_COST
 from reviews.services import ServiceError
 from secai.serializers import RefuseUnknownFields
 
@@ -100,11 +101,11 @@ class MonitoringSnapshotSerializer(serializers.ModelSerializer):
 class TuningQuerySerializer(serializers.Serializer):
     days = serializers.IntegerField(min_value=1, max_value=90, default=30)
     goal = serializers.ChoiceField(choices=["cost", "targets"], default="cost")
-    cost_missed = serializers.FloatField(min_value=0, required=False)
-    cost_review = serializers.FloatField(min_value=0, required=False, default=0.0)
-    cost_step_up = serializers.FloatField(min_value=0, required=False)
-    cost_deny = serializers.FloatField(min_value=0, required=False)
-    cost_block = serializers.FloatField(min_value=0, required=False)
+    cost_missed = serializers.FloatField(min_value=0, max_value=MAX_COST, required=False)
+    cost_review = serializers.FloatField(min_value=0, max_value=MAX_COST, required=False, default=0.0)
+    cost_step_up = serializers.FloatField(min_value=0, max_value=MAX_COST, required=False)
+    cost_deny = serializers.FloatField(min_value=0, max_value=MAX_COST, required=False)
+    cost_block = serializers.FloatField(min_value=0, max_value=MAX_COST, required=False)
     target_recall = serializers.FloatField(min_value=0, max_value=1, required=False)
     target_step_up = serializers.FloatField(min_value=0, max_value=1, required=False)
     target_deny = serializers.FloatField(min_value=0, max_value=1, required=False)

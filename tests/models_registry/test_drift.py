@@ -63,3 +63,17 @@ def test_drift_compare_reports_the_drifting_attribute():
     assert result["attribute_psi"]["stable"] < 0.02 and result["attribute_psi"]["proto"] < 0.01
     assert result["score_psi"] < 0.02
     assert len(result["score_bins"]["reference"]) == len(result["score_bins"]["labels"])
+
+
+def test_score_bin_labels_near_1_are_distinct():
+    # Scores of a confident model crowd near 1: decile edges that differ only in the fifth digit or
+    # later must not all print as 1.
+    scores = np.r_[np.linspace(0, 0.9, 600), 1 - np.logspace(-7, -3, 400)]
+    ref = drift.numeric_reference(scores)
+    labels = drift.bin_labels(ref)
+    assert len(set(labels)) == len(labels)
+    assert "(1, 1]" not in labels
+    from models_registry import plots
+
+    png = plots.monitoring_scores({"labels": labels, "reference": ref["shares"], "recent": ref["shares"]})
+    assert png.startswith(b"\x89PNG")

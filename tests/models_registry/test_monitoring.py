@@ -244,3 +244,26 @@ def test_monitoring_pages_plots_and_api_by_persona(client, api, request, persona
         assert client.get("/models/sources/toy/monitoring/nope.png").status_code == 404
     else:
         assert MonitoringSnapshot.objects.count() == 1
+
+
+def test_audit_sample_note_says_what_is_missing(watched):
+    """No decided audit sample: the note asks for a rate only when none is set; with a rate and
+    samples waiting it says how many wait for a decision."""
+    source, champion = watched
+    events = scored_events(source, champion, 30)
+    snap = monitoring.monitoring_snapshot_create(source=source)
+    assert any("set an audit sample rate" in n for n in snap.notes)
+
+    source.policy.audit_sample_rate = 0.02
+    source.policy.save()
+    snap = monitoring.monitoring_snapshot_create(source=source)
+    assert not any("set an audit sample rate" in n for n in snap.notes)
+    assert any("no audit samples were drawn in the window (audit sample rate 0.02)" in n for n in snap.notes)
+
+    for event in events[:3]:
+        ReviewItem.objects.create(
+            event=event, source=source, proposed_action="allow", score=event.score, priority=0, kind=ItemKind.AUDIT_SAMPLE
+        )
+    snap = monitoring.monitoring_snapshot_create(source=source)
+    assert "3 audit samples wait for a decision: missed threats are estimated once they are decided" in snap.notes
+    assert not any("set an audit sample rate" in n for n in snap.notes)

@@ -134,3 +134,30 @@ def test_threat_probability_recovers_missed_threats_from_an_audit_sample():
     # No labels under the threshold at all: the nearest bin is borrowed, the function still works.
     only_flagged = tuning.threat_probability(s[s >= 0.5], y[s >= 0.5], split_at=0.5)
     assert 0 <= only_flagged(np.array([0.0]))[0] <= 1
+
+
+def test_no_threshold_below_the_lowest_labelled_score():
+    # Labels only from 0.3 up; costs that would put the review threshold near 0.1.
+    labelled = SCORES[SCORES >= 0.3]
+    d = tuning.TuningData(
+        scores=SCORES,
+        p=P,
+        labelled_scores=labelled,
+        labelled_y=(labelled > 0.5).astype(int),
+        days=10,
+        scale=1.0,
+        events_total=len(SCORES),
+    )
+    rec = tuning.recommend(d, goal="cost", costs={"missed": 9, "review": 1, "step_up": 0.5}, keep={"step_up": 0.5})
+    assert rec["review_threshold"] == pytest.approx(0.3)
+    assert rec["thresholds"]["step_up"] >= 0.3
+    assert any("lowest score with labelled evidence" in n for n in rec["notes"])
+
+
+def test_costs_out_of_range_are_refused():
+    from reviews.services import ServiceError
+
+    with pytest.raises(ServiceError, match="costs must be between"):
+        tuning.recommend(data(), goal="cost", costs={"missed": 1e308, "review": 1e308})
+    with pytest.raises(ServiceError, match="costs must be between"):
+        tuning.recommend(data(), goal="cost", costs={"missed": float("nan"), "review": 1})

@@ -107,3 +107,76 @@ def test_tuning_is_admin_only(client, api, request, persona, nsl_source):
     assert api(user).get("/api/v1/sources/nsl-kdd/tuning/", QUERY).status_code == (403 if user else 401)
     nsl_source.policy.refresh_from_db()
     assert nsl_source.policy.review_threshold == 0.5
+
+
+def _audit_labels_removed(source):
+    Label.objects.filter(event__source=source, origin=LabelOrigin.AUDIT_SAMPLE).delete()
+
+
+def test_no_recommendation_without_decided_audit_samples(client, carol, live):
+    """Verdicts only cover scores at or above the review threshold: nothing below it is measured, so
+    no threshold is recommended (nor offered to apply) and the page says what is missing."""
+    from reviews.choices import ItemKind
+    from reviews.models import ReviewItem
+
+    _audit_labels_removed(live)
+    login(client, carol)
+    resp = client.get("/models/sources/nsl-kdd/tuning/", QUERY)
+    assert "result" not in resp.context
+    error = resp.context["error"]
+    assert "No thresholds are recommended" in error and "0 of them scored below the review threshold 0.5" in error
+    assert "decided audit samples" in error and "Set an audit sample rate above 0" in error
+    assert b"Apply the recommendation" not in resp.content
+
+    # With a rate set and samples drawn but not yet decided, it says so instead.
+    live.policy.audit_sample_rate = 0.02
+    live.policy.save()
+    cleared = Event.objects.filter(source=live, score__lt=0.5)[:3]
+    for event in cleared:
+        ReviewItem.objects.create(
+            event=event, source=live, proposed_action="allow", score=event.score, priority=0, kind=ItemKind.AUDIT_SAMPLE
+        )
+    error = client.get("/models/sources/nsl-kdd/tuning/", QUERY).context["error"]
+    assert "3 audit samples wait for a decision" in error and "Set an audit sample rate" not in error
+
+
+def test_costs_are_bounded_and_unused_actions_are_not_tuned(client, carol, live):
+    login(client, carol)
+    huge = {**QUERY, "cost_missed": 1e308, "cost_review": 1e308, "cost_step_up": 1e308, "cost_deny": 1e308, "cost_block": 1e308}
+    resp = client.get("/models/sources/nsl-kdd/tuning/", huge)
+    assert "result" not in resp.context and resp.context["form"].errors.keys() >= {"cost_missed", "cost_block"}
+    assert b"inf" not in resp.content.replace(b"info", b"")
+
+    assert "block" not in {t["action"] for t in live.policy.thresholds}
+    resp = client.get("/models/sources/nsl-kdd/tuning/", {**QUERY, "cost_block": 30})
+    result = resp.context["result"]
+    assert "block" not in result["recommended"]["thresholds"] and "block" not in result["proposed"]["thresholds"]
+    assert any("block is not used by the policy" in n for n in result["notes"])
+
+
+def test_preview_form_offers_second_opinion_as_checkboxes(client, carol, live):
+    login(client, carol)
+    live.policy.four_eyes_actions = ["deny"]
+    live.policy.save()
+    resp = client.get("/models/sources/nsl-kdd/tuning/", QUERY)
+    html = resp.content.decode()
+    assert 'name="four_eyes_actions" type="number"' not in html
+    boxes = [part for part in html.split("<input")[1:] if 'name="four_eyes_actions"' in part and 'type="checkbox"' in part]
+    assert {b.split('value="')[1].split('"')[0] for b in boxes} == {"step_up", "deny", "block"}
+    assert sum("checked" in b.split(">")[0] for b in boxes) == 1  # the policy's choice is ticked
+
+    # Ticked in a preview, it goes with the thresholds applied; a post that does not give it leaves it alone.
+    preview = client.get(
+        "/models/sources/nsl-kdd/tuning/",
+        {**QUERY, "review_threshold": 0.6, "deny": 0.95, "four_eyes_actions": ["step_up", "deny"]},
+    )
+    assert preview.context["four_eyes"] == ["step_up", "deny"]
+    client.post(
+        "/models/sources/nsl-kdd/tuning/",
+        {**QUERY, "review_threshold": 0.6, "deny": 0.95, "four_eyes_given": "1", "four_eyes_actions": ["step_up", "deny"]},
+    )
+    live.policy.refresh_from_db()
+    assert live.policy.four_eyes_actions == ["step_up", "deny"]
+    client.post("/models/sources/nsl-kdd/tuning/", {**QUERY, "review_threshold": 0.6, "deny": 0.9})
+    live.policy.refresh_from_db()
+    assert live.policy.four_eyes_actions == ["step_up", "deny"] and live.policy.thresholds[-1]["min_score"] == 0.9
