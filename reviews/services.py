@@ -24,6 +24,7 @@ from reviews.audit import audit_record
 from reviews.choices import (
     ACTION_SEVERITY,
     HELD_STATES,
+    Action,
     EventStatus,
     ItemKind,
     LabelOrigin,
@@ -407,6 +408,10 @@ def _events_score(event_ids: list[int]) -> int:
             # A random share of the events below the threshold goes to reviewers too: their
             # verdicts estimate the threats the model misses, which flagged items never show.
             audit = not flagged and audit_rate > 0 and _rng.random() < audit_rate
+            if not flagged:
+                # Not flagged (below the review threshold, or an allow-listed entity): no action is
+                # proposed, for the cleared event as for an audit sample.
+                action = Action.ALLOW.value
             queued = flagged or audit
             written.append((event_id, score, EventStatus.QUEUED if queued else EventStatus.CLEARED, action))
             if queued:
