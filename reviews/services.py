@@ -977,19 +977,26 @@ class BulkResult:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
+BULK_UNKNOWN_ITEM = "No such item among the sources you review."
+
+
 def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: str, note: str = "") -> BulkResult:
     """Apply one verdict to many items, each in its own transaction, so one item held by another
     reviewer is skipped and reported rather than failing the rest. Ids of items that do not exist
-    or belong to sources the reviewer is not assigned to are ignored alike.
+    or belong to sources the reviewer is not assigned to are skipped alike, with the same message
+    (which of the two is not told); an id given twice counts once.
 
     The audit trail shows it as one action: every item's entry carries the same bulk id and the
     number of items chosen, and a closing "bulk.decide" entry sums up what happened to them."""
     from reviews.selectors import scoped_to_reviewer
 
+    item_ids = list(dict.fromkeys(item_ids))  # a repeated id is one item
     if len(item_ids) > settings.SECAI_MAX_BULK:
         raise ServiceError(f"at most {settings.SECAI_MAX_BULK} items per bulk decision", field="items")
     items = list(scoped_to_reviewer(ReviewItem.objects.filter(pk__in=item_ids), viewer=reviewer).order_by("pk"))
     result = BulkResult(bulk_id=uuid.uuid4().hex)
+    found = {item.pk for item in items}
+    unknown = sorted(pk for pk in item_ids if pk not in found)
     bulk = {"id": result.bulk_id, "count": len(items)}
     for item in items:
         try:
@@ -1002,6 +1009,7 @@ def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: 
             result.decided += 1
         else:
             result.first_opinions += 1
+    result.skipped.extend({"id": pk, "message": BULK_UNKNOWN_ITEM} for pk in unknown)
     audit_record(
         actor=reviewer,
         verb="bulk.decide",

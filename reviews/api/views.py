@@ -218,7 +218,8 @@ class BulkDecisionOutSerializer(serializers.Serializer):
 
 
 class ReviewItemBulkApi(APIView):
-    """Apply one verdict to many items; items taken or decided by others are skipped and listed."""
+    """Apply one verdict to many items; items already decided or held by another reviewer, and ids
+    of no item among the reviewer's sources, are skipped and listed; a repeated id counts once."""
 
     permission_classes = [IsReviewer]
 
