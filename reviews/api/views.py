@@ -139,7 +139,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         # ignore is refused, naming the parameter.
         filters = selectors.QueueFilters.from_query(p)
         refused = {
-            name: "must be a number within the allowed range"
+            name: "must be a number from 0 to 1" if name.endswith("_score") else "must be a number within the allowed range"
             for name in ("min_score", "max_score", "model_version", "max_age_hours")
             if (p.get(name) or "").strip() and getattr(filters, name) is None
         }
