@@ -74,6 +74,17 @@ class PolicyForm(forms.Form):
         present = [data[n] for n in self.action_names if data.get(n) is not None]
         if not present:
             raise forms.ValidationError("Set at least one action threshold.")
+        review = data.get("review_threshold")
+        if review is not None:
+            # An action is never proposed without review: no action threshold below the review one.
+            for name in self.action_names:
+                value = data.get(name)
+                if value is not None and value < review:
+                    self.add_error(
+                        name,
+                        f"{self.fields[name].label} {value:g} is below the review threshold {review:g}: "
+                        "an action is only proposed for events that are reviewed.",
+                    )
         return data
 
     def thresholds(self) -> list[dict]:

@@ -75,8 +75,23 @@ class Policy(models.Model):
     def __str__(self) -> str:
         return f"policy of {self.source}"
 
+    def clean(self) -> None:
+        # An action is never proposed without review (the Django admin's form checks this here).
+        try:
+            low = [r for r in self.thresholds if float(r["min_score"]) < float(self.review_threshold)]
+        except (TypeError, KeyError, ValueError):
+            raise ValidationError({"thresholds": "each threshold needs an action and a min_score"}) from None
+        if low:
+            raise ValidationError(
+                {"thresholds": f"action thresholds must be at or above the review threshold {self.review_threshold:g}"}
+            )
+
     def action_for(self, score: float) -> str:
+        """The proposed action of a score: "allow" below the review threshold, since an action is
+        never proposed without review, else the action of the highest threshold it reaches."""
         action = Action.ALLOW.value
+        if score < self.review_threshold:
+            return action
         for rule in sorted(self.thresholds, key=lambda r: r["min_score"]):
             if score >= rule["min_score"]:
                 action = rule["action"]
@@ -89,7 +104,10 @@ class Policy(models.Model):
         rules = sorted(self.thresholds, key=lambda r: r["min_score"])
         names = [Action.ALLOW.value, *(rule["action"] for rule in rules)]
         # How many thresholds each score reaches picks the last rule it reaches, as in action_for.
+        scores = np.asarray(scores, dtype=float)
         reached = np.searchsorted(np.asarray([rule["min_score"] for rule in rules], dtype=float), scores, side="right")
+        # Below the review threshold nothing is queued, so nothing but "allow" is proposed.
+        reached[scores < self.review_threshold] = 0
         return [names[i] for i in reached.tolist()]
 
 

@@ -202,8 +202,9 @@ class QueueFilters:
             source=(params.get("source") or "")[:64],
             action=action if _known_action(action) else "",
             kind=kind if kind in ItemKind.values else "",
-            min_score=number("min_score"),
-            max_score=number("max_score"),
+            # Scores lie in [0, 1]: a bound outside it is ignored, for either end alike.
+            min_score=number("min_score", lo=0, hi=1),
+            max_score=number("max_score", lo=0, hi=1),
             entity=(params.get("entity") or "")[:200],
             model_version=number("model_version", int, lo=0, hi=2**31 - 1),
             max_age_hours=number("max_age_hours", lo=0, hi=MAX_AGE_HOURS),

@@ -24,6 +24,7 @@ from reviews.audit import audit_record
 from reviews.choices import (
     ACTION_SEVERITY,
     HELD_STATES,
+    Action,
     EventStatus,
     ItemKind,
     LabelOrigin,
@@ -407,6 +408,10 @@ def _events_score(event_ids: list[int]) -> int:
             # A random share of the events below the threshold goes to reviewers too: their
             # verdicts estimate the threats the model misses, which flagged items never show.
             audit = not flagged and audit_rate > 0 and _rng.random() < audit_rate
+            if not flagged:
+                # Not flagged (below the review threshold, or an allow-listed entity): no action is
+                # proposed, for the cleared event as for an audit sample.
+                action = Action.ALLOW.value
             queued = flagged or audit
             written.append((event_id, score, EventStatus.QUEUED if queued else EventStatus.CLEARED, action))
             if queued:
@@ -972,19 +977,26 @@ class BulkResult:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
+BULK_UNKNOWN_ITEM = "No such item among the sources you review."
+
+
 def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: str, note: str = "") -> BulkResult:
     """Apply one verdict to many items, each in its own transaction, so one item held by another
     reviewer is skipped and reported rather than failing the rest. Ids of items that do not exist
-    or belong to sources the reviewer is not assigned to are ignored alike.
+    or belong to sources the reviewer is not assigned to are skipped alike, with the same message
+    (which of the two is not told); an id given twice counts once.
 
     The audit trail shows it as one action: every item's entry carries the same bulk id and the
     number of items chosen, and a closing "bulk.decide" entry sums up what happened to them."""
     from reviews.selectors import scoped_to_reviewer
 
+    item_ids = list(dict.fromkeys(item_ids))  # a repeated id is one item
     if len(item_ids) > settings.SECAI_MAX_BULK:
         raise ServiceError(f"at most {settings.SECAI_MAX_BULK} items per bulk decision", field="items")
     items = list(scoped_to_reviewer(ReviewItem.objects.filter(pk__in=item_ids), viewer=reviewer).order_by("pk"))
     result = BulkResult(bulk_id=uuid.uuid4().hex)
+    found = {item.pk for item in items}
+    unknown = sorted(pk for pk in item_ids if pk not in found)
     bulk = {"id": result.bulk_id, "count": len(items)}
     for item in items:
         try:
@@ -997,6 +1009,7 @@ def verdict_submit_bulk(*, item_ids: list[int], reviewer, verdict: str, reason: 
             result.decided += 1
         else:
             result.first_opinions += 1
+    result.skipped.extend({"id": pk, "message": BULK_UNKNOWN_ITEM} for pk in unknown)
     audit_record(
         actor=reviewer,
         verb="bulk.decide",

@@ -261,7 +261,7 @@ def bulk_decide(request):
         if result.first_opinions:
             text += f", {result.first_opinions} waiting for a second opinion"
         if result.skipped:
-            text += f"; {len(result.skipped)} skipped (taken or decided by someone else meanwhile)"
+            text += f"; {len(result.skipped)} skipped (already decided or held by another reviewer)"
         messages.success(request, text + ".")
         return redirect(_safe_back(request))
     if request.POST.get("cluster"):

@@ -363,7 +363,12 @@ def test_a_reviewer_of_another_source_sees_nothing_of_this_one(world, api):
     )
     body = result.json()
     assert re.fullmatch(r"[0-9a-f]{32}", body.pop("bulk_id"))
-    assert body == {"decided": 1, "first_opinions": 0, "skipped": []}
+    # the other source's item is skipped as an id of no item he can review, nothing more told
+    assert body == {
+        "decided": 1,
+        "first_opinions": 0,
+        "skipped": [{"id": world["item"].pk, "message": "No such item among the sources you review."}],
+    }
     world["item"].refresh_from_db()
     assert world["item"].state == "open" and world["item"].verdicts.count() == 0
     # clusters and the console's bulk confirmation see only his source

@@ -240,3 +240,19 @@ class PolicySerializer(RefuseUnknownFields, serializers.ModelSerializer):
         if severities != sorted(severities):
             raise serializers.ValidationError("a more severe action needs a higher min_score")
         return [{"action": t["action"], "min_score": t["min_score"]} for t in ordered]
+
+    def validate(self, attrs: dict) -> dict:
+        # An action is never proposed without review: every action threshold is at or above the
+        # review threshold, whichever of the two this change sets.
+        review = attrs.get("review_threshold", self.instance.review_threshold if self.instance else None)
+        thresholds = attrs.get("thresholds", self.instance.thresholds if self.instance else [])
+        low = [t for t in thresholds if review is not None and t["min_score"] < review]
+        if low:
+            field = "thresholds" if "thresholds" in attrs else "review_threshold"
+            listed = ", ".join(f"{t['action']} from {t['min_score']:g}" for t in low)
+            raise serializers.ValidationError(
+                {
+                    field: f"action thresholds below the review threshold {review:g} ({listed}): an action is only proposed for events that are reviewed"
+                }
+            )
+        return attrs

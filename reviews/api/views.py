@@ -139,7 +139,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         # ignore is refused, naming the parameter.
         filters = selectors.QueueFilters.from_query(p)
         refused = {
-            name: "must be a number within the allowed range"
+            name: "must be a number from 0 to 1" if name.endswith("_score") else "must be a number within the allowed range"
             for name in ("min_score", "max_score", "model_version", "max_age_hours")
             if (p.get(name) or "").strip() and getattr(filters, name) is None
         }
@@ -218,7 +218,8 @@ class BulkDecisionOutSerializer(serializers.Serializer):
 
 
 class ReviewItemBulkApi(APIView):
-    """Apply one verdict to many items; items taken or decided by others are skipped and listed."""
+    """Apply one verdict to many items; items already decided or held by another reviewer, and ids
+    of no item among the reviewer's sources, are skipped and listed; a repeated id counts once."""
 
     permission_classes = [IsReviewer]
 

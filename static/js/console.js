@@ -5,6 +5,16 @@
     var t = e.target;
     return t && (t.tagName === "INPUT" && t.type !== "radio" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
   }
+  // Enter is a shortcut only while focus is on the page itself (or, for deciding, inside the
+  // decision form); a focused button or link keeps its own Enter action.
+  function onPage(e) {
+    var t = e.target;
+    return !t || t === document.body || t === document.documentElement || t === document;
+  }
+  function inDecisionForm(e) {
+    var form = document.getElementById("decision-form");
+    return !!form && !!e.target && form.contains(e.target);
+  }
   function submit(id) {
     var form = document.getElementById(id);
     if (form) { form.requestSubmit ? form.requestSubmit() : form.submit(); return true; }
@@ -54,6 +64,7 @@
     if (k === "a") chooseVerdict("approve");
     else if (k === "o") chooseVerdict("overturn");
     else if (/^[1-9]$/.test(k)) chooseReason(parseInt(k, 10));
+    else if (k === "Enter" && !onPage(e) && !inDecisionForm(e)) return; // a focused button or link does its own action
     else if (k === "Enter" && document.getElementById("decision-form")) submit("decision-form");
     else if (k === "Enter") {
       var rows = document.querySelectorAll("#queue-rows tr.queue-row");

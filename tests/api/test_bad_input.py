@@ -405,3 +405,23 @@ def test_bodies_over_the_byte_limit_are_a_413_on_every_write(api, world, setting
         assert resp.status_code == 413, (path, resp.status_code)
         assert resp.json() == {"errors": [{"field": "body", "message": "request body too large"}]}
         assert state() == before
+
+
+def test_policy_api_refuses_action_thresholds_below_the_review_threshold(api, carol):
+    from tests.factories import SourceFactory
+
+    source = SourceFactory()
+    url = f"/api/v1/sources/{source.name}/policy/"
+    low = api(carol).patch(
+        url,
+        {"review_threshold": 0.9, "thresholds": [{"action": "step_up", "min_score": 0.5}, {"action": "deny", "min_score": 0.8}]},
+        format="json",
+    )
+    assert low.status_code == 400, low.content
+    error = low.json()["errors"][0]
+    assert error["field"] == "thresholds" and "below the review threshold 0.9" in error["message"]
+    # Raising the review threshold alone above the stored action thresholds is refused too.
+    raised = api(carol).patch(url, {"review_threshold": 0.9}, format="json")
+    assert raised.status_code == 400 and raised.json()["errors"][0]["field"] == "review_threshold"
+    source.policy.refresh_from_db()
+    assert source.policy.review_threshold == 0.5

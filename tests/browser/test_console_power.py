@@ -77,3 +77,41 @@ def test_four_eyes_second_opinion_in_two_browsers(alice, bob, login):
     assert b.get_by_text(f"item {item.pk}").first.is_visible()
     item.refresh_from_db()
     assert item.state == "decided" and Label.objects.get(event=item.event).is_threat is True
+
+
+def test_enter_on_a_focused_button_does_that_buttons_action_not_the_decision(alice, login):
+    first = ReviewItemFactory(priority=3.9)
+    ReviewItemFactory(priority=3.1)
+    page = login(alice)
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    assert item_id_of(page) == first.pk
+    page.keyboard.press("o")
+    page.keyboard.press("1")
+    page.get_by_role("button", name="Release claim").focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert not Verdict.objects.exists()  # the decision form was not submitted
+    released = ReviewItem.objects.get(pk=first.pk)
+    assert released.state == "open" and released.claimed_by_id is None
+    # Enter on a focused link follows the link; the decision form is not submitted either.
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    page.keyboard.press("a")
+    page.keyboard.press("1")
+    link = page.locator("a[href='/']").first
+    link.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/") and "/items/" not in page.url
+    assert not Verdict.objects.exists()
+    # With focus inside the decision form, Enter still decides.
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    decided = item_id_of(page)
+    page.keyboard.press("a")
+    page.keyboard.press("1")
+    page.get_by_role("radio", name="Approve").focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert Verdict.objects.get().item_id == decided

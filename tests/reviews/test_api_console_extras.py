@@ -34,6 +34,27 @@ def test_bulk_decision_api(api, alice, bob, mallory):
     assert bad.status_code == 400 and {"ids", "verdict"} <= {e["field"] for e in bad.json()["errors"]}
 
 
+def test_bulk_decision_lists_unknown_and_foreign_ids_as_skipped_and_counts_repeats_once(api, alice):
+    from reviews.models import AuditEntry
+    from reviews.services import BULK_UNKNOWN_ITEM
+
+    items = ReviewItemFactory.create_batch(2)
+    foreign = ReviewItemFactory(event__source=SourceFactory(reviewers=[]))  # not one of alice's sources
+    ids = [items[0].pk, 99999999, items[0].pk, foreign.pk, items[1].pk, 99999999]
+    resp = api(alice).post(
+        "/api/v1/review-items/bulk-decision/", {"ids": ids, "verdict": "overturn", "reason": "known_benign"}, format="json"
+    )
+    assert resp.status_code == 200, resp.content
+    body = resp.json()
+    assert body["decided"] == 2 and body["first_opinions"] == 0
+    # The same message for an id of no item and for one of another source: which it is is not told.
+    assert body["skipped"] == [{"id": foreign.pk, "message": BULK_UNKNOWN_ITEM}, {"id": 99999999, "message": BULK_UNKNOWN_ITEM}]
+    assert Verdict.objects.filter(item=items[0]).count() == 1 and not Verdict.objects.filter(item=foreign).exists()
+    summary = AuditEntry.objects.get(verb="bulk.decide")
+    assert summary.after["items"] == [items[0].pk, items[1].pk]
+    assert summary.after["skipped"] == [foreign.pk, 99999999]
+
+
 def test_reason_codes_listed_for_reviewers_only(api, alice, mallory):
     codes = api(alice).get("/api/v1/reason-codes/").json()
     assert {"confirmed_attack", "known_benign"} <= {c["code"] for c in codes}

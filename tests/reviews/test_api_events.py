@@ -163,3 +163,27 @@ def test_api_clients_are_scoped_to_their_sources(api, ingest, db):
     assert [e["external_id"] for e in api(ingest).get("/api/v1/events/").json()["results"]] == ["x2"]
     assert api(other).get("/api/v1/events/").json()["results"] == []
     assert Event.objects.count() == 1
+
+
+def test_events_below_the_review_threshold_propose_allow_even_as_audit_samples(
+    api, ingest, trained_source, django_capture_on_commit_callbacks
+):
+    trained_source.api_clients.add(ingest)
+    policy = trained_source.policy
+    # A policy stored before action thresholds had to be at or above the review threshold.
+    type(policy).objects.filter(pk=policy.pk).update(
+        review_threshold=0.9,
+        thresholds=[{"action": "step_up", "min_score": 0.5}, {"action": "deny", "min_score": 0.8}],
+        audit_sample_rate=1.0,
+    )
+    policy.refresh_from_db()
+    rows = [r for r, _ in nsl_events(NSL_LIVE, 200, prefix="low")]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api(ingest).post("/api/v1/events/", {"source": "nsl-kdd", "events": rows}, format="json").status_code == 202
+    low = Event.objects.filter(external_id__startswith="low-", score__lt=0.9)
+    assert low.filter(score__gte=0.5).exists()  # scores an action threshold reaches, below review
+    assert set(low.values_list("proposed_action", flat=True)) == {"allow"}
+    samples = ReviewItem.objects.filter(event__in=low)
+    assert samples.exists() and set(samples.values_list("kind", "proposed_action")) == {("audit_sample", "allow")}
+    assert policy.action_for(0.85) == "allow" and policy.action_for(0.95) == "deny"
+    assert policy.actions_for([0.6, 0.85, 0.9, 0.95]) == ["allow", "allow", "deny", "deny"]

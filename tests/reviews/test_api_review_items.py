@@ -114,6 +114,11 @@ def test_queue_api_applies_the_console_filters(api, alice):
         ("max_age_hours", "100000000"),
         ("max_age_hours", "99999999999999999999"),
         ("min_score", "abc"),
+        ("min_score", "-1"),
+        ("min_score", "1.5"),
+        ("max_score", "-1"),
+        ("max_score", "2"),
+        ("max_score", "nan"),
         ("model_version", "99999999999999999999"),
         ("action", "no_such_action"),
         ("kind", "whatever"),
@@ -131,3 +136,16 @@ def test_queue_page_ignores_an_age_it_cannot_hold(client, alice, value):
     page = client.get("/", {"max_age_hours": value, "model_version": "99999999999999999999"})
     assert page.status_code == 200
     assert f"/items/{item.pk}/" in page.content.decode()
+
+
+@pytest.mark.parametrize("param", ["min_score", "max_score"])
+@pytest.mark.parametrize("value", ["-1", "1.5", "abc"])
+def test_queue_page_ignores_a_score_bound_outside_0_to_1(client, alice, param, value):
+    item = ReviewItemFactory(score=0.7)
+    client.force_login(alice)
+    page = client.get("/", {param: value})
+    assert page.status_code == 200
+    assert getattr(page.context["filters"], param) is None  # ignored like an unset filter
+    assert f"/items/{item.pk}/" in page.content.decode()
+    assert f'name="{param}" size="4" inputmode="decimal" placeholder' in page.content.decode()
+    assert f'value="{value}"' not in page.content.decode()

@@ -174,3 +174,19 @@ def test_an_audit_sample_asks_threat_or_not_rather_than_approve_the_allow(client
     assert f"Threat: item {item.pk}" in done.content.decode()
     label = Label.objects.get(event=item.event)
     assert label.is_threat is True and label.origin == "audit_sample"
+
+
+def test_policy_page_refuses_an_action_threshold_below_the_review_threshold(client, carol):
+    item = ReviewItemFactory()
+    policy = item.source.policy
+    before = (policy.review_threshold, policy.thresholds)
+    url = reverse("reviews:policy", args=[item.source.name])
+    login(client, carol)
+    resp = client.post(url, {"review_threshold": "0.9", "step_up": "0.5", "deny": "0.8", "block": ""})
+    assert resp.status_code == 200
+    errors = resp.context["form"].errors
+    assert set(errors) == {"step_up", "deny"} and "below the review threshold 0.9" in errors["step_up"][0]
+    policy.refresh_from_db()
+    assert (policy.review_threshold, policy.thresholds) == before
+    ok = client.post(url, {"review_threshold": "0.5", "step_up": "0.5", "deny": "0.8", "block": ""})
+    assert ok.status_code == 302

@@ -190,6 +190,13 @@ def test_bulk_in_the_console_confirms_the_count_then_decides(client, alice):
     )
     assert "Bulk overturn: 3 item(s) decided" in done.content.decode()
     assert Verdict.objects.count() == 3 and ReviewItem.objects.get(pk=other.pk).state == "open"
+    # Going back and confirming again: the reviewer's own decisions are not "someone else's".
+    again = client.post(
+        reverse("reviews:bulk"), {"confirm": "yes", "ids": ids, "verdict": "overturn", "reason": "known_benign"}, follow=True
+    )
+    page = again.content.decode()
+    assert "Bulk overturn: 0 item(s) decided; 3 skipped (already decided or held by another reviewer)" in page
+    assert "someone else" not in page and Verdict.objects.count() == 3
 
 
 def test_a_refused_bulk_confirmation_stays_on_the_same_items_and_decides_nothing(client, alice):
