@@ -715,7 +715,9 @@ def review_claims_expire() -> int:
 
 def _own_verdict_conflict(item: ReviewItem) -> ItemConflict:
     if item.state == ReviewState.ESCALATED:
-        return ItemConflict("You gave one of the verdicts that disagree; another admin must decide this item.", field="state")
+        return ItemConflict(
+            "You gave one of the verdicts that disagree; an admin who gave neither must decide this item.", field="state"
+        )
     return ItemConflict("You have given your verdict on this item; a second reviewer must decide.", field="state")
 
 

@@ -34,8 +34,11 @@ def _find_bad_unicode(value: Any, path: str = "") -> str | None:
     if isinstance(value, dict):
         for key, item in value.items():
             here = f"{path}.{clean_text(str(key))}" if path else clean_text(str(key))
-            if _find_bad_unicode(str(key), here) or _find_bad_unicode(item, here):
+            if _find_bad_unicode(str(key), here):
                 return here
+            found = _find_bad_unicode(item, here)
+            if found:
+                return found
     if isinstance(value, list):
         for i, item in enumerate(value):
             found = _find_bad_unicode(item, f"{path}[{i}]")

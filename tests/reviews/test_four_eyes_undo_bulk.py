@@ -48,6 +48,10 @@ def test_disagreement_escalates_and_only_an_admin_decides(alice, bob, carol):
     item.source.reviewers.add(reviewer3)
     with pytest.raises(services.ItemConflict, match="escalated"):
         services.verdict_submit(item=item, reviewer=reviewer3, verdict="overturn", reason="known_benign")
+    # One of the two who disagreed is told that an admin outside the disagreement decides, not
+    # "another admin", since a reviewer is not one.
+    with pytest.raises(services.ItemConflict, match="an admin who gave neither must decide"):
+        services.review_item_claim(item=item, reviewer=alice)
     services.verdict_submit(item=item, reviewer=carol, verdict="overturn", reason="model_error")
     item.refresh_from_db()
     assert item.state == "decided" and Label.objects.get(event=item.event).is_threat is False
