@@ -278,6 +278,15 @@ def recommend(
                 "(below it the share of threats is not measured)"
             )
             review = round(floor, 3)
+    if goal == "targets":
+        # Raised to the evidence, the review threshold may no longer meet the recall asked for.
+        at = expected_counts(s, p, np.array([review]))
+        total = float(at["tp"][0] + at["missed"][0])
+        if total > 0 and at["tp"][0] / total < targets["recall"]:
+            notes.append(
+                f"the review threshold {review:.3f} catches an estimated {at['tp'][0] / total:.0%} of threats, "
+                f"short of the {targets['recall']:.0%} asked: the labelled evidence does not reach lower scores"
+            )
     review, ordered, order_notes = order_thresholds(review, actions)
     return {"review_threshold": review, "thresholds": ordered, "notes": notes + order_notes, "curves": curves}
 

@@ -161,3 +161,25 @@ def test_costs_out_of_range_are_refused():
         tuning.recommend(data(), goal="cost", costs={"missed": 1e308, "review": 1e308})
     with pytest.raises(ServiceError, match="costs must be between"):
         tuning.recommend(data(), goal="cost", costs={"missed": float("nan"), "review": 1})
+
+
+def test_a_recall_target_missed_after_raising_to_the_evidence_is_said():
+    labelled = SCORES[SCORES >= 0.3]
+    d = tuning.TuningData(
+        scores=SCORES,
+        p=P,
+        labelled_scores=labelled,
+        labelled_y=(labelled > 0.5).astype(int),
+        days=10,
+        scale=1.0,
+        events_total=len(SCORES),
+    )
+    at_floor = tuning.expected_counts(SCORES, P, np.array([0.3]))
+    recall_at_floor = at_floor["tp"][0] / (at_floor["tp"][0] + at_floor["missed"][0])
+    asked = min(recall_at_floor + 0.05, 0.999)
+    rec = tuning.recommend(d, goal="targets", targets={"recall": asked})
+    assert rec["review_threshold"] == pytest.approx(0.3)
+    assert any(f"short of the {asked:.0%} asked" in n for n in rec["notes"]), rec["notes"]
+    # A target the floor meets is not reported as missed.
+    met = tuning.recommend(d, goal="targets", targets={"recall": recall_at_floor - 0.05})
+    assert not any("short of" in n for n in met["notes"])
