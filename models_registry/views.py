@@ -257,14 +257,11 @@ def monitoring_plot(request, name: str, kind: str):
 # ---------------------------------------------------------------- threshold tuning
 
 
-def _custom_thresholds(request, source: Source) -> tuple[float, dict[str, float]] | None:
+def _custom_thresholds(preview: PolicyForm | None) -> tuple[float, dict[str, float]] | None:
     """Thresholds the admin typed into the preview form, if any and valid."""
-    if "review_threshold" not in request.GET:
+    if preview is None or not preview.is_valid():
         return None
-    form = PolicyForm(request.GET, source=source)
-    if not form.is_valid():
-        return None
-    return form.cleaned_data["review_threshold"], {t["action"]: t["min_score"] for t in form.thresholds()}
+    return preview.cleaned_data["review_threshold"], {t["action"]: t["min_score"] for t in preview.thresholds()}
 
 
 @admin_required
@@ -294,6 +291,11 @@ def tuning_page(request, name: str):
         request.GET if "goal" in request.GET else None, initial={"days": 30, "goal": "cost", "cost_missed": 100, "cost_review": 1}
     )
     context["form"] = form
+    # Thresholds typed into the preview form: invalid ones are shown back with the reasons, not
+    # silently replaced by the recommendation.
+    preview = PolicyForm(request.GET, source=source) if "review_threshold" in request.GET else None
+    refused = preview is not None and not preview.is_valid()
+    context["preview_errors"] = [e for errs in preview.errors.values() for e in errs] if refused else []
     if form.is_bound and form.is_valid():
         try:
             result = tuning.tuning_run(
@@ -302,7 +304,7 @@ def tuning_page(request, name: str):
                 goal=form.cleaned_data["goal"],
                 costs=form.costs(),
                 targets=form.targets(),
-                custom=_custom_thresholds(request, source),
+                custom=_custom_thresholds(preview),
             )
         except services.ServiceError as exc:
             context["error"] = exc.message
@@ -319,7 +321,7 @@ def tuning_page(request, name: str):
                 data=data,
                 columns=[("current", "current policy", result["current"]), ("proposed", "recommended", result["proposed"])]
                 + ([("custom", "your thresholds", result["custom"])] if "custom" in result else []),
-                apply_form=PolicyForm(initial=initial, source=source),
+                apply_form=preview if refused else PolicyForm(initial=initial, source=source),
                 hidden_inputs=[(k, v) for k, v in form.cleaned_data.items() if v is not None],
                 four_eyes=four_eyes,
                 plot_curves=plots.data_uri(plots.tuning_curves(ml.curves(data.labelled_y, data.labelled_scores, {}))),

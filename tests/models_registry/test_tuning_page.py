@@ -180,3 +180,15 @@ def test_preview_form_offers_second_opinion_as_checkboxes(client, carol, live):
     client.post("/models/sources/nsl-kdd/tuning/", {**QUERY, "review_threshold": 0.6, "deny": 0.9})
     live.policy.refresh_from_db()
     assert live.policy.four_eyes_actions == ["step_up", "deny"] and live.policy.thresholds[-1]["min_score"] == 0.9
+
+
+def test_invalid_preview_thresholds_are_shown_back_with_the_reason(client, carol, live):
+    login(client, carol)
+    resp = client.get("/models/sources/nsl-kdd/tuning/", {**QUERY, "review_threshold": 0.9, "step_up": 0.5, "deny": 0.8})
+    html = resp.content.decode()
+    assert resp.status_code == 200
+    assert "Not previewed:" in html and "below the review threshold" in html
+    assert "custom" not in resp.context["result"]
+    # The typed values stay in the form rather than being replaced by the recommendation.
+    assert 'id="preview_review_threshold" name="review_threshold" type="number" step="0.001" min="0" max="1" value="0.9"' in html
+    assert 'id="preview_step_up" name="step_up" type="number" step="0.001" min="0" max="1" value="0.5"' in html
