@@ -220,6 +220,21 @@ class QueueFilters:
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and not (k == "state" and v == "open")})
 
 
+def queue_filters_refused(params, filters: QueueFilters) -> dict[str, str]:
+    """The parameters given but not usable as filters, with the reason: the console ignores them
+    and says so above the queue, the API refuses them with a 400 naming each."""
+    refused = {
+        name: "must be a number from 0 to 1" if name.endswith("_score") else "must be a number within the allowed range"
+        for name in ("min_score", "max_score", "model_version", "max_age_hours")
+        if (params.get(name) or "").strip() and getattr(filters, name) is None
+    }
+    if params.get("action") and not filters.action:
+        refused["action"] = "is not an action of any source"
+    if params.get("kind") and not filters.kind:
+        refused["kind"] = f"must be one of {', '.join(ItemKind.values)}"
+    return refused
+
+
 # Filter bounds: an integer column holds 2**31 - 1; a hundred years is older than any item.
 MAX_FILTER_NUMBER = 1e12
 MAX_AGE_HOURS = 24 * 366 * 100

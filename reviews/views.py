@@ -68,6 +68,7 @@ def queue(request):
         "rows": rows,
         "next_cursor": next_cursor,
         "filters": filters,
+        "ignored_filters": selectors.queue_filters_refused(request.GET, filters),
         "query": filters.as_query(),
         "my_claim": selectors.review_item_current_claim(reviewer=request.user),
     }

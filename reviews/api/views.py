@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from reviews import roles, selectors, services
 from reviews.api import serializers as s
 from reviews.api.permissions import CanReadEvents, CanSubmitEvents, IsAdmin, IsReviewer, ReadReviewerWriteAdmin
-from reviews.choices import EventStatus, ItemKind, ReviewState
+from reviews.choices import EventStatus, ReviewState
 from reviews.models import ReasonCode, ReviewItem, Source, Verdict
 from reviews.validation import FieldError
 from secai.api import takes_no_body
@@ -138,15 +138,7 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         # The console queue's filters, parsed by the same code; here a value the console would
         # ignore is refused, naming the parameter.
         filters = selectors.QueueFilters.from_query(p)
-        refused = {
-            name: "must be a number from 0 to 1" if name.endswith("_score") else "must be a number within the allowed range"
-            for name in ("min_score", "max_score", "model_version", "max_age_hours")
-            if (p.get(name) or "").strip() and getattr(filters, name) is None
-        }
-        if p.get("action") and not filters.action:
-            refused["action"] = "is not an action of any source"
-        if p.get("kind") and not filters.kind:
-            refused["kind"] = f"must be one of {', '.join(ItemKind.values)}"
+        refused = selectors.queue_filters_refused(p, filters)
         if refused:
             raise drf_exceptions.ValidationError(refused)
         qs = selectors.review_queue_filtered(filters=filters, viewer=self.request.user)

@@ -149,3 +149,15 @@ def test_queue_page_ignores_a_score_bound_outside_0_to_1(client, alice, param, v
     assert f"/items/{item.pk}/" in page.content.decode()
     assert f'name="{param}" size="4" inputmode="decimal" placeholder' in page.content.decode()
     assert f'value="{value}"' not in page.content.decode()
+
+
+def test_queue_page_says_which_filters_it_did_not_apply(client, alice):
+    ReviewItemFactory()
+    client.force_login(alice)
+    page = client.get("/", {"min_score": "abc", "max_age_hours": "1e308", "entity": "x"}).content.decode()
+    assert "Not applied:" in page
+    assert "min_score must be a number from 0 to 1" in page and "max_age_hours must be a number within" in page
+    # The htmx partial that filter changes swap in says it too; a valid filter alone says nothing.
+    partial = client.get("/", {"min_score": "2"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "min_score must be a number from 0 to 1" in partial
+    assert "Not applied:" not in client.get("/", {"min_score": "0.5"}).content.decode()
