@@ -313,7 +313,7 @@ def tuning_page(request, name: str):
             counts = tuning.expected_counts(data.scores, data.p)
             chosen = {"review": rec["review_threshold"], **rec["thresholds"]}
             # The second-opinion actions: the policy's, or those ticked in the preview form.
-            previewed = "custom" in result and "review_threshold" in request.GET
+            previewed = "custom" in result
             four_eyes = request.GET.getlist("four_eyes_actions") if previewed else list(policy.four_eyes_actions or [])
             initial = {"review_threshold": rec["review_threshold"], **rec["thresholds"], "four_eyes_actions": four_eyes}
             context.update(

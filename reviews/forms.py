@@ -3,7 +3,7 @@
 from django import forms
 
 from reviews.choices import VerdictChoice
-from reviews.models import ReasonCode
+from reviews.models import Policy, ReasonCode
 
 
 class DecisionForm(forms.Form):
@@ -76,15 +76,13 @@ class PolicyForm(forms.Form):
             raise forms.ValidationError("Set at least one action threshold.")
         review = data.get("review_threshold")
         if review is not None:
-            # An action is never proposed without review: no action threshold below the review one.
-            for name in self.action_names:
-                value = data.get(name)
-                if value is not None and value < review:
-                    self.add_error(
-                        name,
-                        f"{self.fields[name].label} {value:g} is below the review threshold {review:g}: "
-                        "an action is only proposed for events that are reviewed.",
-                    )
+            given = [{"action": n, "min_score": data[n]} for n in self.action_names if data.get(n) is not None]
+            for t in Policy.thresholds_below_review(review, given):
+                self.add_error(
+                    t["action"],
+                    f"{self.fields[t['action']].label} {t['min_score']:g} is below the review threshold {review:g}: "
+                    "an action is only proposed for events that are reviewed.",
+                )
         return data
 
     def thresholds(self) -> list[dict]:

@@ -75,10 +75,15 @@ class Policy(models.Model):
     def __str__(self) -> str:
         return f"policy of {self.source}"
 
+    @staticmethod
+    def thresholds_below_review(review_threshold: float, thresholds: list[dict]) -> list[dict]:
+        """The action thresholds under the review threshold. An action is never proposed without
+        review, so the policy form, the API and the Django admin refuse a policy with any."""
+        return [t for t in thresholds if float(t["min_score"]) < float(review_threshold)]
+
     def clean(self) -> None:
-        # An action is never proposed without review (the Django admin's form checks this here).
         try:
-            low = [r for r in self.thresholds if float(r["min_score"]) < float(self.review_threshold)]
+            low = self.thresholds_below_review(self.review_threshold, self.thresholds)
         except (TypeError, KeyError, ValueError):
             raise ValidationError({"thresholds": "each threshold needs an action and a min_score"}) from None
         if low:

@@ -24,27 +24,33 @@ def clean_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _find_bad_unicode(value: Any, path: str = "") -> str | None:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path or "body"
-        return None
+def _first(value: Any, hit, path: str = "") -> tuple[str, Any] | None:
+    """(path, value) of the first value, or dict key, in a parsed JSON body for which hit() is
+    true, e.g. ("events[3].attributes.bytes", NaN); None when there is none."""
+    if hit(value):
+        return path or "body", value
     if isinstance(value, dict):
         for key, item in value.items():
             here = f"{path}.{clean_text(str(key))}" if path else clean_text(str(key))
-            if _find_bad_unicode(str(key), here):
-                return here
-            found = _find_bad_unicode(item, here)
+            found = (here, key) if hit(key) else _first(item, hit, here)
             if found:
                 return found
     if isinstance(value, list):
         for i, item in enumerate(value):
-            found = _find_bad_unicode(item, f"{path}[{i}]")
+            found = _first(item, hit, f"{path}[{i}]")
             if found:
                 return found
     return None
+
+
+def _bad_unicode(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _NonFinite:
@@ -52,22 +58,6 @@ class _NonFinite:
 
     def __init__(self, literal: str):
         self.literal = literal
-
-
-def _find_non_finite(value: Any, path: str = "") -> tuple[str, str] | None:
-    if isinstance(value, _NonFinite):
-        return path or "body", value.literal
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _find_non_finite(item, f"{path}.{clean_text(str(key))}" if path else clean_text(str(key)))
-            if found:
-                return found
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _find_non_finite(item, f"{path}[{i}]")
-            if found:
-                return found
-    return None
 
 
 class StrictJSONParser(JSONParser):
@@ -92,7 +82,7 @@ class StrictJSONParser(JSONParser):
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
-            where = _find_bad_unicode(data) or "body"
+            where = (_first(data, _bad_unicode) or ("body", None))[0]
             raise ParseError(f"invalid Unicode (a lone surrogate) at {where}") from exc
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply") from exc
@@ -102,7 +92,8 @@ class StrictJSONParser(JSONParser):
     def _non_finite_at(body: bytes, parser_context) -> tuple[str, str] | None:
         encoding = (parser_context or {}).get("encoding") or "utf-8"
         try:
-            return _find_non_finite(json.loads(body.decode(encoding), parse_constant=_NonFinite))
+            found = _first(json.loads(body.decode(encoding), parse_constant=_NonFinite), lambda v: isinstance(v, _NonFinite))
+            return (found[0], found[1].literal) if found else None
         except (ValueError, RecursionError):
             return None
 

@@ -242,11 +242,10 @@ class PolicySerializer(RefuseUnknownFields, serializers.ModelSerializer):
         return [{"action": t["action"], "min_score": t["min_score"]} for t in ordered]
 
     def validate(self, attrs: dict) -> dict:
-        # An action is never proposed without review: every action threshold is at or above the
-        # review threshold, whichever of the two this change sets.
+        # Whichever of the two this change sets, no action threshold may lie below the review one.
         review = attrs.get("review_threshold", self.instance.review_threshold if self.instance else None)
         thresholds = attrs.get("thresholds", self.instance.thresholds if self.instance else [])
-        low = [t for t in thresholds if review is not None and t["min_score"] < review]
+        low = Policy.thresholds_below_review(review, thresholds) if review is not None else []
         if low:
             field = "thresholds" if "thresholds" in attrs else "review_threshold"
             listed = ", ".join(f"{t['action']} from {t['min_score']:g}" for t in low)

@@ -266,13 +266,7 @@ def test_worker_killed_mid_batch_leaves_every_event_scored_exactly_once(
     wait_until(lambda: first.succeeded(SCORE), timeout=60, interval=0.05, what="a first written batch", on_timeout=first.log_tail)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {ReviewItem._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
-        wait_until(
-            lambda: _backends_waiting_for_a_lock() > 0,
-            timeout=60,
-            interval=0.05,
-            what="a scoring batch blocked inside its write transaction",
-            on_timeout=first.log_tail,
-        )
+        _wait_for_a_blocked_batch(first)
         first.kill()
     # The lock is released: the killed worker's sessions find their client gone and roll back.
     wait_until(lambda: _backends_waiting_for_a_lock() == 0, timeout=30, what="the killed sessions to end")
@@ -354,13 +348,7 @@ def test_pool_process_killed_mid_task_gets_its_message_redelivered(
         victim = wait_until(
             lambda: worker.received(SCORE), timeout=30, interval=0.02, what="the first scoring task", on_timeout=worker.log_tail
         )[0]
-        wait_until(
-            lambda: _backends_waiting_for_a_lock() > 0,
-            timeout=60,
-            interval=0.05,
-            what="the first task blocked inside its write transaction",
-            on_timeout=worker.log_tail,
-        )
+        _wait_for_a_blocked_batch(worker)
         (child,) = worker.pool_pids()
         os.kill(child, signal.SIGKILL)
         assert victim not in worker.succeeded(SCORE), "the kill came after the task had finished"
@@ -375,6 +363,17 @@ def test_pool_process_killed_mid_task_gets_its_message_redelivered(
     assert events_scored_by(worker) == 2000, runs
     assert not worker.succeeded(SWEEP)
     assert_scored_once_with_one_item_per_flagged_event(ids, champion, policy)
+
+
+def _wait_for_a_blocked_batch(worker) -> None:
+    """Until a scoring batch of the worker's waits on a lock inside its write transaction."""
+    wait_until(
+        lambda: _backends_waiting_for_a_lock() > 0,
+        timeout=60,
+        interval=0.05,
+        what="a scoring batch blocked inside its write transaction",
+        on_timeout=worker.log_tail,
+    )
 
 
 def _backends_waiting_for_a_lock() -> int:

@@ -136,10 +136,10 @@ def test_threat_probability_recovers_missed_threats_from_an_audit_sample():
     assert 0 <= only_flagged(np.array([0.0]))[0] <= 1
 
 
-def test_no_threshold_below_the_lowest_labelled_score():
-    # Labels only from 0.3 up; costs that would put the review threshold near 0.1.
-    labelled = SCORES[SCORES >= 0.3]
-    d = tuning.TuningData(
+def labelled_from(lowest: float) -> tuning.TuningData:
+    """Every event scored, but labels only from `lowest` up."""
+    labelled = SCORES[SCORES >= lowest]
+    return tuning.TuningData(
         scores=SCORES,
         p=P,
         labelled_scores=labelled,
@@ -148,6 +148,11 @@ def test_no_threshold_below_the_lowest_labelled_score():
         scale=1.0,
         events_total=len(SCORES),
     )
+
+
+def test_no_threshold_below_the_lowest_labelled_score():
+    # Labels only from 0.3 up; costs that would put the review threshold near 0.1.
+    d = labelled_from(0.3)
     rec = tuning.recommend(d, goal="cost", costs={"missed": 9, "review": 1, "step_up": 0.5}, keep={"step_up": 0.5})
     assert rec["review_threshold"] == pytest.approx(0.3)
     assert rec["thresholds"]["step_up"] >= 0.3
@@ -164,16 +169,7 @@ def test_costs_out_of_range_are_refused():
 
 
 def test_a_recall_target_missed_after_raising_to_the_evidence_is_said():
-    labelled = SCORES[SCORES >= 0.3]
-    d = tuning.TuningData(
-        scores=SCORES,
-        p=P,
-        labelled_scores=labelled,
-        labelled_y=(labelled > 0.5).astype(int),
-        days=10,
-        scale=1.0,
-        events_total=len(SCORES),
-    )
+    d = labelled_from(0.3)
     at_floor = tuning.expected_counts(SCORES, P, np.array([0.3]))
     recall_at_floor = at_floor["tp"][0] / (at_floor["tp"][0] + at_floor["missed"][0])
     asked = min(recall_at_floor + 0.05, 0.999)
