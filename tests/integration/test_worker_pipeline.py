@@ -243,6 +243,50 @@ def test_duplicate_deliveries_score_each_event_once(live_server, trained_source,
     assert set(ReviewItem.objects.filter(event_id__in=ids).values_list("id", "event_id", "created_at")) == items_before
 
 
+def _worker_sessions() -> set[tuple[int, object]]:
+    """(pid, backend start) of the database sessions that processes started by the fixtures hold."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            [PROCESS_APPNAME],
+        )
+        return set(cursor.fetchall())
+
+
+def test_worker_keeps_its_database_session_across_tasks_and_replaces_a_dead_one(
+    live_server, trained_source, nsl_client, secai_worker, settings
+):
+    """A pool process scores batch after batch on one database session (reconnecting per task
+    cost a twentieth of a batch); when that session dies between tasks, the next task notices
+    before its first query and scores on a new one, without a failed try."""
+    settings.SECAI_SCORE_BATCH = 100
+    worker = secai_worker(concurrency=1, queues="scoring")
+    rows = [r for r, _ in nsl_events(NSL_LIVE, 700, prefix="conn")]
+    first = post_events(live_server.url, nsl_client, rows[:100])
+    wait_all_scored(first, [worker])
+    wait_task_runs(worker, SCORE, 1)
+    before = _worker_sessions()
+    assert len(before) == 1, before  # the pool process's one session, kept after its task
+
+    more = post_events(live_server.url, nsl_client, rows[100:400])
+    wait_all_scored(more, [worker])
+    wait_task_runs(worker, SCORE, 4)
+    assert _worker_sessions() == before, "the worker opened a new session for a later task"
+
+    # The session dies while the worker is idle (a restart, a failover, an idle timeout).
+    ((pid, _),) = before
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    wait_until(lambda: pid not in {p for p, _ in _worker_sessions()}, timeout=10, what="the session to end")
+    last = post_events(live_server.url, nsl_client, rows[400:])
+    wait_all_scored(last, [worker], timeout=30)
+    wait_task_runs(worker, SCORE, 7)
+    assert events_scored_by(worker) == 700
+    assert "Retry in" not in worker.log(), worker.log_tail()
+    after = _worker_sessions()
+    assert len(after) == 1 and after != before
+
+
 # ------------------------------------------------------------------ 5. SIGKILL mid-batch
 
 
