@@ -212,6 +212,9 @@ def ingestion(ctx: Context) -> None:
 # ------------------------------------------------------------------ 2. scoring
 
 
+RAW_PASSES = 3
+
+
 def _raw_scoring(ctx: Context, attrs: list[dict], labels: list[bool]) -> dict[str, float]:
     """The champion's prediction on the same rows, in batches of 1,000 built from dicts."""
     import numpy as np
@@ -224,11 +227,16 @@ def _raw_scoring(ctx: Context, attrs: list[dict], labels: list[bool]) -> dict[st
     spec = ml.bundle_spec(bundle)
     batches = chunks(attrs, BATCH)
     ml.predict_scores(bundle, ml.frame_from_rows(batches[0], spec))  # warm-up
-    scores = []
-    t = time.perf_counter()
-    for batch in batches:
-        scores.append(ml.predict_scores(bundle, ml.frame_from_rows(batch, spec)))
-    full_s = time.perf_counter() - t
+    # The fastest of three passes: a pass slowed by a neighbour on a shared machine would make
+    # raw look slower and the worker's share of it larger than it is.
+    passes = []
+    for _ in range(RAW_PASSES):
+        scores = []
+        t = time.perf_counter()
+        for batch in batches:
+            scores.append(ml.predict_scores(bundle, ml.frame_from_rows(batch, spec)))
+        passes.append(time.perf_counter() - t)
+    full_s = min(passes)
     with threadpool_limits(limits=1, user_api="openmp"):
         t = time.perf_counter()
         for batch in batches:
@@ -306,7 +314,7 @@ def scoring(ctx: Context) -> None:
             worker_rate,
             "events/s",
             raw=raw["full"],
-            raw_what="rows/s champion frame_from_rows + predict_scores",
+            raw_what=f"rows/s champion frame_from_rows + predict_scores (fastest of {RAW_PASSES} passes)",
             target=">= 30% of raw",
             met=worker_rate >= 0.3 * raw["full"],
             detail={
