@@ -267,7 +267,8 @@ def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, to
     # changes nothing, so its delta is 0 without a prediction (on NSL-KDD most attributes of most
     # events are at their typical value). The perturbed rows of every attribute go in one
     # prediction, since tree ensembles pay a fixed cost per call and per tree.
-    perturbed = np.repeat(np.asarray(base_scores, dtype=float)[None, :], k, axis=0)
+    base = np.asarray(base_scores, dtype=float)
+    perturbed = np.repeat(base[:, None], k, axis=1)  # (event, attribute); unperturbed cells keep the base score
     copies, targets = [], []
     for j, col in enumerate(spec.columns):
         ref = reference.get(col)
@@ -288,10 +289,9 @@ def explain(bundle: dict[str, Any], X: pd.DataFrame, base_scores: np.ndarray, to
         scores = predict_scores(bundle, pd.concat(copies, ignore_index=True))
         at = 0
         for j, rows in targets:
-            perturbed[j, rows] = scores[at : at + rows.size]
+            perturbed[rows, j] = scores[at : at + rows.size]
             at += rows.size
-    perturbed = perturbed.T
-    deltas = np.asarray(base_scores, dtype=float)[:, None] - perturbed
+    deltas = base[:, None] - perturbed
     out: list[list[dict[str, Any]]] = []
     for i in range(n):
         order = np.argsort(-np.abs(deltas[i]))[:top_k]

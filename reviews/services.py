@@ -519,7 +519,8 @@ def _review_items_insert(items: list[dict]) -> None:
         ReviewItem.objects.bulk_create([ReviewItem(**item) for item in items], batch_size=500, ignore_conflicts=True)
         return
     # A column with one value for the whole batch (a default, the source, the time) is one
-    # parameter; the others are arrays unnested side by side.
+    # parameter; the others are arrays unnested side by side. event_id is always an array: it is
+    # what gives unnest one row per item, even for a batch of one.
     columns, selected, scalars, casts, arrays = [], [], [], [], []
     for model_field in fields:
         default = model_field.get_default()

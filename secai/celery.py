@@ -21,7 +21,8 @@ app.autodiscover_tasks()
 # it only when it is broken, left in a transaction or older than CONN_MAX_AGE, and has the next
 # query check its health first (CONN_HEALTH_CHECKS). Celery's own fix-up would otherwise close it
 # after every task, and connecting again was a twentieth of a scoring batch's time. DB_REUSE_MAX
-# (settings) turns that fix-up's closing off but for one forced close per thousand tasks.
+# (settings) turns that fix-up's closing off but for one forced close every 500 tasks (it counts
+# its calls before and after each task against twice the setting).
 @task_prerun.connect
 @task_postrun.connect
 def _close_old_connections(sender=None, **kwargs) -> None:
